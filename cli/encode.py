@@ -1,0 +1,54 @@
+"""`imfcodec encode`: any video file -> .imf."""
+from __future__ import annotations
+
+import click
+
+from imfcodec.codec import EncodeOptions, encode_file
+
+from .common import console, device_option, print_json, progress_bar, run_guarded, weights_option
+
+
+@click.command("encode")
+@click.argument("src", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", "dst", required=True, type=click.Path(dir_okay=False), help="Output .imf file.")
+@click.option("--dm", type=click.IntRange(1, 1024), default=32, show_default=True,
+              help="Token size (numbers per frame); picks the shipped weights for it.")
+@click.option("--token-codec", type=click.Choice(["zfp", "learned"]), default="zfp", show_default=True,
+              help="How tokens are coded.")
+@click.option("--rate", "zfp_rate", type=click.FloatRange(1, 32), default=8.0, show_default=True,
+              help="ZFP fixed rate, in bits per token value.")
+@click.option("--qstep", type=click.FloatRange(min=1e-4), default=None,
+              help="Quantization step of the learned token codec (token units).")
+@click.option("--resize", type=click.Choice(["crop", "stretch", "pad"]), default="crop", show_default=True,
+              help="How frames map to the model's square size: centre crop, stretch, or letterbox.")
+@click.option("--keyframe-codec", type=click.Choice(["hevc", "av1", "png"]), default="hevc", show_default=True,
+              help="Intra codec of the keyframes.")
+@click.option("--keyframe-quality", type=click.IntRange(0, 63), default=32, show_default=True,
+              help="Keyframe CRF (lower = better, more bytes).")
+@click.option("--keyframe-interval", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Frames between keyframes; 0 = only the first frame.")
+@click.option("--frames", "max_frames", type=click.IntRange(min=1), default=None,
+              help="Encode at most this many frames.")
+@click.option("--batch", type=click.IntRange(1, 256), default=8, show_default=True, help="Frames per network batch.")
+@weights_option
+@device_option
+@click.option("--allow-untrained", is_flag=True, hidden=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def encode(src, dst, dm, token_codec, zfp_rate, qstep, resize, keyframe_codec, keyframe_quality,
+           keyframe_interval, max_frames, batch, weights, device, allow_untrained, as_json, quiet):
+    """Encode the video SRC into an .imf file."""
+    opts = EncodeOptions(dm=dm, weights=weights, token_codec=token_codec, zfp_rate=zfp_rate, qstep=qstep,
+                         resize=resize, keyframe_codec=keyframe_codec, keyframe_quality=keyframe_quality,
+                         keyframe_interval=keyframe_interval, max_frames=max_frames, batch=batch, device=device,
+                         allow_untrained=allow_untrained)
+    with progress_bar("encode", quiet or as_json) as cb:
+        r = run_guarded(encode_file, src, dst, opts, cb)
+    summary = {"frames": r.frames, "bytes_total": r.bytes_total, "bytes_keyframe": r.bytes_keyframe,
+               "bytes_tokens": r.bytes_tokens, "bpp_total": r.bpp_total, "bpp_tokens": r.bpp_tokens,
+               "seconds": r.seconds, "output": dst}
+    if as_json:
+        print_json(summary)
+    elif not quiet:
+        console.print(f"{dst}: {r.frames} frames, {r.bytes_total} bytes, {r.bpp_total:.5f} bpp "
+                      f"(tokens {r.bpp_tokens:.5f}), {r.frames / max(r.seconds, 1e-9):.1f} fps")

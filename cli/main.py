@@ -1,0 +1,25 @@
+"""The `imfcodec` command group."""
+from __future__ import annotations
+
+import click
+
+from imfcodec import __version__
+
+from .decode import decode
+from .demo import demo
+from .encode import encode
+from .info import info
+from .train import train
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="imfcodec")
+def cli():
+    """imfcodec: a learned video codec after Implicit Motion Function (IMF, CVPR 2024)."""
+
+
+for command in (encode, decode, info, demo, train):
+    cli.add_command(command)
+
+if __name__ == "__main__":
+    cli()

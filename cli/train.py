@@ -1,0 +1,68 @@
+"""`imfcodec train`: train the IMF network (single process, or under torchrun for several GPUs)."""
+from __future__ import annotations
+
+import os
+
+import click
+import torch.distributed as dist
+
+from imfcodec.train.loop import TrainOptions, Trainer
+
+from .common import console, run_guarded
+
+
+@click.command("train")
+@click.option("--data", "data", multiple=True, required=True, type=click.Path(exists=True),
+              help="Folder (or file) of training videos; repeat for more.")
+@click.option("--eval-data", multiple=True, type=click.Path(exists=True),
+              help="Folder of held-out videos for periodic evaluation.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder: checkpoints, logs, weights.")
+@click.option("--size", type=click.IntRange(64, 1024), default=256, show_default=True, help="Frame size in pixels.")
+@click.option("--dm", type=click.IntRange(1, 1024), default=32, show_default=True, help="Token size.")
+@click.option("--steps", type=click.IntRange(min=1), default=100000, show_default=True, help="Total steps.")
+@click.option("--batch", type=click.IntRange(min=1), default=4, show_default=True, help="Pairs per step (per process).")
+@click.option("--lr", type=float, default=2e-4, show_default=True, help="Adam learning rate.")
+@click.option("--ae-steps", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="Autoencoder warm-up steps (current frame = reference).")
+@click.option("--gan-start", type=click.IntRange(min=0), default=20000, show_default=True,
+              help="Step at which the hinge GAN loss starts.")
+@click.option("--eval-every", type=click.IntRange(min=0), default=500, show_default=True, help="Steps between evaluations.")
+@click.option("--max-minutes", type=float, default=0.0, show_default=True, help="Stop and save after this many minutes (0: no limit).")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default="", help="Frame cache folder (default: OUT/cache).")
+@click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt.")
+@click.option("--init", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Start from these weights (no optimiser state): fine-tune shipped weights.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def train(data, eval_data, out, size, dm, steps, batch, lr, ae_steps, gan_start, eval_every, max_minutes,
+          cache_dir, resume, init, device, seed):
+    """Train the IMF network on videos; the best EMA weights go to OUT/best.safetensors."""
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed and not dist.is_initialized():
+        import torch
+        dist.init_process_group("nccl" if device != "cpu" and torch.cuda.is_available() else "gloo")
+    opt = TrainOptions(data=list(data), out=out, size=size, dm=dm, steps=steps, batch=batch, lr=lr,
+                       ae_steps=ae_steps, gan_start=gan_start, eval_data=list(eval_data), eval_every=eval_every,
+                       max_minutes=max_minutes, cache_dir=cache_dir, resume=resume, init=init, device=device,
+                       seed=seed)
+
+    def go():
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        trainer = Trainer(opt, progress=lambda name, i, n: console.print(f"cache {i}/{n}: {name}"))
+        rank0 = trainer.rank == 0
+        with Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                      TimeRemainingColumn(), console=console, disable=not rank0) as p:
+            task = p.add_task("train", total=steps, completed=trainer.step, info="")
+
+            def on_step(step, st):
+                rate = p.tasks[0].speed or 0
+                p.update(task, completed=step,
+                         info=f"l1 {st['l1']:.4f} perc {st['perc']:.4f} adv {st['adv']:.3f} {rate:.2f} it/s")
+            trainer.fit(on_step)
+        if rank0:
+            console.print(f"done at step {trainer.step}; best eval PSNR {trainer.best:.2f} dB; weights in {out}")
+    try:
+        run_guarded(go)
+    finally:
+        if distributed and dist.is_initialized():
+            dist.destroy_process_group()

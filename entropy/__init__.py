@@ -1,0 +1,25 @@
+"""Token coders behind one interface (:class:`TokenCoder`): ZFP fixed-rate and the learned prior."""
+from .base import CODEC_IDS, TokenCoder
+from .zfp import ZfpCoder
+
+__all__ = ["CODEC_IDS", "TokenCoder", "ZfpCoder", "make_coder", "coder_from_header"]
+
+
+def make_coder(name: str, dm: int, **kw) -> TokenCoder:
+    """A coder for encoding: `zfp` takes rate=, `learned` takes qstep= (and prior=)."""
+    if name == "zfp":
+        return ZfpCoder(dm, kw.get("rate", 8.0))
+    if name == "learned":
+        from .learned import LearnedCoder
+        return LearnedCoder.for_encoding(dm, **kw)
+    raise ValueError(f"unknown token codec {name!r} (known: {', '.join(CODEC_IDS)})")
+
+
+def coder_from_header(codec_id: int, dm: int, params: bytes) -> TokenCoder:
+    """The decoder's coder, rebuilt from what the header stores."""
+    if codec_id == CODEC_IDS["zfp"]:
+        return ZfpCoder.from_params(dm, params)
+    if codec_id == CODEC_IDS["learned"]:
+        from .learned import LearnedCoder
+        return LearnedCoder.from_params(dm, params)
+    raise ValueError(f"unknown token codec id {codec_id}")

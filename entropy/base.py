@@ -1,0 +1,37 @@
+"""One interface for every token coder.
+
+A coder turns a chunk of tokens (frames x dm, float32) into bytes and back. It is stateful across the
+chunks of one reference segment (a learned coder conditions on the previous decoded token) and
+restarts at every keyframe (:meth:`reset`). The encoder must use the *dequantized* tokens that
+:meth:`encode` returns, so that it sees exactly what the decoder will.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+#: Wire ids of the token codecs, as stored in the .imf header.
+CODEC_IDS: dict[str, int] = {"zfp": 0, "learned": 1}
+
+
+class TokenCoder(ABC):
+    name: str = ""
+
+    def __init__(self, dm: int):
+        self.dm = dm
+
+    @abstractmethod
+    def params(self) -> bytes:
+        """The coder's parameters as stored in the header (enough to build the decoder's twin)."""
+
+    @abstractmethod
+    def encode(self, tokens: np.ndarray) -> tuple[bytes, np.ndarray]:
+        """Code a chunk (n, dm) float32; returns the payload and the dequantized tokens."""
+
+    @abstractmethod
+    def decode(self, payload: bytes, n: int) -> np.ndarray:
+        """Rebuild a chunk of n tokens; raises ValueError on a payload that cannot be this chunk."""
+
+    def reset(self) -> None:
+        """Forget the context (called at every keyframe)."""

@@ -1,0 +1,183 @@
+"""The .imf container (see bitstream_spec.md, which this module mirrors field for field).
+
+    file   = magic "IMFC" | major u8 | minor u8 | chunk* | END chunk
+    chunk  = type (4 ASCII bytes) | length u32 | payload | crc32 u32   (CRC-32 over type, length, payload)
+
+All integers little-endian. The first chunk is HEAD; KEYF chunks start reference segments; TOKN chunks
+carry coded tokens; END closes the file (a file without it is truncated).
+"""
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import BinaryIO, Iterator
+
+from .errors import BitstreamError
+
+MAGIC = b"IMFC"
+VERSION = (1, 0)
+HEAD, KEYF, TOKN, END = b"HEAD", b"KEYF", b"TOKN", b"END "
+CHUNK_TYPES = (HEAD, KEYF, TOKN, END)
+MAX_CHUNK = 1 << 28       # 256 MiB: no legitimate chunk is larger
+MAX_DIM = 16384
+MAX_FRAMES = 1 << 30
+
+KEYFRAME_CODECS = {"hevc": 0, "av1": 1, "png": 2}
+_HEAD_FMT = "<IIIHHHHBH32sBBIBH"
+_HEAD_FIXED = struct.calcsize(_HEAD_FMT)
+
+
+@dataclass
+class Header:
+    frames: int
+    fps: Fraction
+    src_width: int
+    src_height: int
+    width: int              # coded (model) size
+    height: int
+    resize: int             # video_io.RESIZE_POLICIES value
+    dm: int
+    model_id: bytes         # SHA-256 of the weights file (32 bytes)
+    keyframe_codec: int     # KEYFRAME_CODECS value
+    keyframe_quality: int
+    keyframe_interval: int  # 0: only the first frame is a keyframe
+    token_codec: int        # entropy.CODEC_IDS value
+    token_params: bytes
+
+    def pack(self) -> bytes:
+        return struct.pack(_HEAD_FMT, self.frames, self.fps.numerator, self.fps.denominator,
+                           self.src_width, self.src_height, self.width, self.height, self.resize, self.dm,
+                           self.model_id, self.keyframe_codec, self.keyframe_quality, self.keyframe_interval,
+                           self.token_codec, len(self.token_params)) + self.token_params
+
+    @classmethod
+    def unpack(cls, data: bytes) -> "Header":
+        if len(data) < _HEAD_FIXED:
+            raise BitstreamError("header chunk too short")
+        (frames, fn, fd, sw, sh, w, h, resize, dm, mid, kc, kq, ki, tc, plen) = struct.unpack_from(_HEAD_FMT, data)
+        if len(data) != _HEAD_FIXED + plen:
+            raise BitstreamError("header chunk length does not match its token-codec parameters")
+        if fn == 0 or fd == 0:
+            raise BitstreamError("header has a zero frame rate")
+        if not (0 < w <= MAX_DIM and 0 < h <= MAX_DIM and 0 < sw <= MAX_DIM and 0 < sh <= MAX_DIM):
+            raise BitstreamError("header has an impossible frame size")
+        if not 0 < dm <= 1024 or frames > MAX_FRAMES:
+            raise BitstreamError("header has an impossible token size or frame count")
+        return cls(frames, Fraction(fn, fd), sw, sh, w, h, resize, dm, mid, kc, kq, ki, tc,
+                   bytes(data[_HEAD_FIXED:]))
+
+
+def pack_keyframe(frame_index: int, data: bytes) -> bytes:
+    return struct.pack("<I", frame_index) + data
+
+
+def unpack_keyframe(payload: bytes) -> tuple[int, bytes]:
+    if len(payload) < 5:
+        raise BitstreamError("keyframe chunk too short")
+    return struct.unpack_from("<I", payload)[0], payload[4:]
+
+
+def pack_tokens(first_frame: int, count: int, data: bytes) -> bytes:
+    return struct.pack("<IH", first_frame, count) + data
+
+
+def unpack_tokens(payload: bytes) -> tuple[int, int, bytes]:
+    if len(payload) < 6:
+        raise BitstreamError("token chunk too short")
+    first, count = struct.unpack_from("<IH", payload)
+    if count == 0:
+        raise BitstreamError("token chunk with no frames")
+    return first, count, payload[6:]
+
+
+class Writer:
+    """Writes chunks to a seekable file; the header can be rewritten in place at the end (frame count)."""
+
+    def __init__(self, f: BinaryIO):
+        self.f = f
+        f.write(MAGIC + bytes(VERSION))
+        self.head_pos = None
+
+    def chunk(self, ctype: bytes, payload: bytes) -> None:
+        if ctype == HEAD:
+            self.head_pos = self.f.tell()
+        if len(payload) > MAX_CHUNK:
+            raise ValueError("chunk too large")
+        body = ctype + struct.pack("<I", len(payload)) + payload
+        self.f.write(body + struct.pack("<I", zlib.crc32(body)))
+
+    def rewrite_header(self, header: Header) -> None:
+        """Replace the HEAD chunk written earlier by one of the same length."""
+        end = self.f.tell()
+        self.f.seek(self.head_pos)
+        self.chunk(HEAD, header.pack())
+        self.f.seek(end)
+
+    def close(self) -> None:
+        self.chunk(END, b"")
+
+
+@dataclass
+class Chunk:
+    ctype: bytes
+    payload: bytes
+    offset: int  # file offset of the chunk's type field
+    index: int   # position among the file's chunks
+
+
+def chunk_name(c: Chunk) -> str:
+    return f"chunk {c.index} ({c.ctype.decode('ascii', 'replace').strip()} at byte {c.offset})"
+
+
+def read_chunks(f: BinaryIO, size: int) -> Iterator[Chunk]:
+    """Yield CRC-checked chunks; raise BitstreamError naming the chunk on any damage."""
+    magic = f.read(4)
+    if magic != MAGIC:
+        raise BitstreamError("not an .imf file (bad magic)")
+    ver = f.read(2)
+    if len(ver) < 2:
+        raise BitstreamError("truncated .imf file (no version)")
+    if ver[0] != VERSION[0]:
+        raise BitstreamError(f"unsupported .imf version {ver[0]}.{ver[1]} (this decoder reads {VERSION[0]}.x)")
+    index = 0
+    while True:
+        offset = f.tell()
+        head = f.read(8)
+        if len(head) == 0:
+            raise BitstreamError(f"truncated .imf file: ends after {index} chunks without an END chunk")
+        if len(head) < 8:
+            raise BitstreamError(f"truncated .imf file: chunk {index} at byte {offset} is cut short")
+        ctype, (length,) = head[:4], struct.unpack("<I", head[4:])
+        name = f"chunk {index} ({ctype.decode('ascii', 'replace').strip()} at byte {offset})"
+        if length > min(MAX_CHUNK, size - offset - 12):
+            if offset + 12 + length > size:
+                raise BitstreamError(f"truncated .imf file or corrupt length: {name} runs past the end")
+            raise BitstreamError(f"corrupt {name}: impossible length")
+        payload = f.read(length)
+        crc = f.read(4)
+        if len(payload) < length or len(crc) < 4:
+            raise BitstreamError(f"truncated .imf file: {name} is cut short")
+        if zlib.crc32(head + payload) != struct.unpack("<I", crc)[0]:
+            raise BitstreamError(f"CRC mismatch in {name}: the file is corrupt")
+        if ctype not in CHUNK_TYPES:
+            raise BitstreamError(f"unknown chunk type in {name}")
+        chunk = Chunk(ctype, payload, offset, index)
+        if index == 0 and ctype != HEAD:
+            raise BitstreamError("corrupt .imf file: the first chunk is not HEAD")
+        yield chunk
+        index += 1
+        if ctype == END:
+            if f.read(1):
+                raise BitstreamError(f"corrupt .imf file: data after the END chunk at byte {offset}")
+            return
+
+
+def read_header(path: str) -> tuple[Header, list[Chunk]]:
+    """Parse and check a whole .imf file (small by design) into its header and chunk list."""
+    with open(path, "rb") as f:
+        data = f.read()
+    chunks = list(read_chunks(io.BytesIO(data), len(data)))
+    return Header.unpack(chunks[0].payload), chunks

@@ -1,0 +1,389 @@
+"""Encoder and decoder pipelines: video file <-> .imf, streaming in chunks so memory stays bounded.
+
+Encode: frames -> model size -> keyframe (intra codec) or token t = E_T(x) -> token coder -> chunks.
+Decode: chunks (CRC-checked) -> keyframe -> reference cache (E_F, t_r, keys, values: once per keyframe)
+        -> tokens -> frames synthesised in batches -> output video.
+Outputs are written to a temporary file beside the destination and renamed only on success.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+
+from . import bitstream as bs
+from . import keyframe
+from .errors import BitstreamError, UserError
+from .model.weights import LoadedModel, load_weights, shipped_path
+from .video_io import RESIZE_POLICIES, VideoWriter, probe, read_frames, to_model, to_source
+from entropy import CODEC_IDS, coder_from_header, make_coder
+
+Progress = Callable[[int, int], None]  # (frames done, frames expected or 0)
+
+
+@dataclass
+class EncodeOptions:
+    dm: int = 32
+    weights: str | None = None          # default: the shipped weights for dm
+    token_codec: str = "zfp"
+    zfp_rate: float = 8.0               # bits per token value
+    qstep: float | None = None          # learned coder's quantization step (None: its default)
+    resize: str = "crop"
+    keyframe_codec: str = "hevc"
+    keyframe_quality: int = 32          # CRF of the keyframe codec
+    keyframe_interval: int = 0          # frames between keyframes; 0: only the first
+    chunk_frames: int = 32
+    batch: int = 8
+    device: str = "auto"
+    max_frames: int | None = None
+    allow_untrained: bool = False
+    keep_tokens: bool = False           # return the dequantized tokens (tests, analysis)
+
+
+@dataclass
+class DecodeOptions:
+    weights: str | None = None
+    device: str = "auto"
+    batch: int = 8
+    scale_to_source: bool = False
+    allow_untrained: bool = False
+
+
+@dataclass
+class EncodeResult:
+    frames: int
+    width: int
+    height: int
+    bytes_total: int
+    bytes_keyframe: int
+    bytes_tokens: int
+    seconds: float
+    tokens: np.ndarray | None = None
+
+    @property
+    def bpp_total(self) -> float:
+        return self.bytes_total * 8 / max(1, self.frames * self.width * self.height)
+
+    @property
+    def bpp_tokens(self) -> float:
+        return self.bytes_tokens * 8 / max(1, self.frames * self.width * self.height)
+
+
+@dataclass
+class DecodeResult:
+    frames: int
+    seconds: float
+    frames_rgb: list[np.ndarray] = field(default_factory=list)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: CUDA is not available on this machine")
+    if name not in ("cpu", "cuda"):
+        raise UserError(f"unknown device {name!r}: use auto, cpu or cuda")
+    return torch.device(name)
+
+
+def resolve_model(weights: str | None, dm: int, device: torch.device, allow_untrained: bool) -> LoadedModel:
+    """The weights to use: an explicit file, or the shipped ones for dm; refuse untrained weights."""
+    path = weights or shipped_path(dm)
+    if not os.path.isfile(path):
+        if weights:
+            raise UserError(f"weights file not found: {weights}")
+        raise UserError(f"no trained weights for dm={dm} are installed (expected {path}); "
+                        f"train them with `imfcodec train` or pass --weights")
+    lm = load_weights(path, device)
+    if not lm.trained and not allow_untrained:
+        raise UserError(f"the weights in {path} are untrained: they would produce noise; "
+                        f"train them with `imfcodec train` first")
+    return lm
+
+
+@contextlib.contextmanager
+def atomic_output(dst: str) -> Iterator[str]:
+    """A temporary path beside dst, renamed to dst on success and removed on any failure."""
+    d = os.path.dirname(os.path.abspath(dst))
+    if not os.path.isdir(d):
+        raise UserError(f"output folder does not exist: {d}")
+    ext = os.path.splitext(dst)[1]
+    fd, tmp = tempfile.mkstemp(prefix=".imfcodec-", suffix=ext, dir=d)
+    os.close(fd)
+    try:
+        yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
+        os.replace(tmp, dst)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+def _to_tensor(frames: list[np.ndarray], device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.stack(frames)).to(device).permute(0, 3, 1, 2).float() / 255
+
+
+def _to_images(x: torch.Tensor) -> list[np.ndarray]:
+    arr = (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return list(arr)
+
+
+def _same_file(a: str, b: str) -> bool:
+    return os.path.exists(b) and os.path.samefile(a, b)
+
+
+@torch.inference_mode()
+def encode_file(src: str, dst: str, opts: EncodeOptions, progress: Progress | None = None) -> EncodeResult:
+    t0 = time.time()
+    if opts.resize not in RESIZE_POLICIES:
+        raise UserError(f"unknown resize policy {opts.resize!r}: use {', '.join(RESIZE_POLICIES)}")
+    if opts.keyframe_codec not in bs.KEYFRAME_CODECS:
+        raise UserError(f"unknown keyframe codec {opts.keyframe_codec!r}: use {', '.join(bs.KEYFRAME_CODECS)}")
+    if opts.token_codec not in CODEC_IDS:
+        raise UserError(f"unknown token codec {opts.token_codec!r}: use {', '.join(CODEC_IDS)}")
+    if opts.keyframe_interval < 0 or not 0 <= opts.keyframe_quality <= 63:
+        raise UserError("keyframe interval must be >= 0 and keyframe quality 0..63")
+    if _same_file(src, dst):
+        raise UserError("output would overwrite the input")
+    info = probe(src)
+    device = pick_device(opts.device)
+    lm = resolve_model(opts.weights, opts.dm, device, opts.allow_untrained)
+    model, size = lm.model, lm.model.cfg.size
+    dm = model.cfg.dm
+    kw = {"rate": opts.zfp_rate} if opts.token_codec == "zfp" else \
+        ({"qstep": opts.qstep} if opts.qstep is not None else {})
+    try:
+        coder = make_coder(opts.token_codec, dm, **kw)
+    except (ValueError, OSError) as e:
+        raise UserError(f"token codec: {e}") from None
+    header = bs.Header(frames=0, fps=info.fps, src_width=info.width, src_height=info.height, width=size,
+                       height=size, resize=RESIZE_POLICIES[opts.resize], dm=dm, model_id=lm.model_id,
+                       keyframe_codec=bs.KEYFRAME_CODECS[opts.keyframe_codec],
+                       keyframe_quality=opts.keyframe_quality, keyframe_interval=opts.keyframe_interval,
+                       token_codec=CODEC_IDS[opts.token_codec], token_params=coder.params())
+    kept: list[np.ndarray] = []
+    nbytes = {"key": 0, "tok": 0}
+    expected = min(info.frames, opts.max_frames or info.frames)
+
+    with atomic_output(dst) as tmp, open(tmp, "wb") as f:
+        w = bs.Writer(f)
+        w.chunk(bs.HEAD, header.pack())
+        pending: list[np.ndarray] = []
+        first = 0
+
+        def flush() -> None:
+            nonlocal pending
+            if not pending:
+                return
+            toks = []
+            for i in range(0, len(pending), opts.batch):
+                toks.append(model.encode_tokens(_to_tensor(pending[i:i + opts.batch], device)).float().cpu())
+            payload, deq = coder.encode(torch.cat(toks).numpy())
+            w.chunk(bs.TOKN, bs.pack_tokens(first, len(pending), payload))
+            nbytes["tok"] += len(payload)
+            if opts.keep_tokens:
+                kept.append(deq)
+            pending = []
+
+        n = 0
+        for img in read_frames(src, max_frames=opts.max_frames):
+            x = to_model(img, size, size, opts.resize)
+            if n == 0 or (opts.keyframe_interval and n % opts.keyframe_interval == 0):
+                flush()
+                data = keyframe.encode(x, opts.keyframe_codec, opts.keyframe_quality)
+                w.chunk(bs.KEYF, bs.pack_keyframe(n, data))
+                nbytes["key"] += len(data)
+                coder.reset()
+            else:
+                if not pending:
+                    first = n
+                pending.append(x)
+                if len(pending) == opts.chunk_frames:
+                    flush()
+            n += 1
+            if progress:
+                progress(n, expected)
+        flush()
+        header.frames = n
+        w.rewrite_header(header)
+        w.close()
+        f.flush()
+        total = f.tell()
+    return EncodeResult(n, size, size, total, nbytes["key"], nbytes["tok"], time.time() - t0,
+                        np.concatenate(kept) if kept else (np.zeros((0, dm), np.float32) if opts.keep_tokens
+                                                           else None))
+
+
+def _parse_file(path: str) -> tuple[int, Iterator[bs.Chunk]]:
+    if not os.path.isfile(path):
+        raise UserError(f"input not found: {path}")
+    size = os.path.getsize(path)
+    f = open(path, "rb")
+
+    def gen():
+        with f:
+            yield from bs.read_chunks(f, size)
+    return size, gen()
+
+
+class _Segments:
+    """Walks the chunks of a file in order, checking that frame indices are contiguous and the header's."""
+
+    def __init__(self, path: str):
+        self.size, self.chunks = _parse_file(path)
+        first = next(self.chunks)
+        self.header = bs.Header.unpack(first.payload)
+        h = self.header
+        if h.resize not in RESIZE_POLICIES.values():
+            raise BitstreamError(f"unknown resize policy id {h.resize} in the header")
+        try:
+            self.coder = coder_from_header(h.token_codec, h.dm, h.token_params)
+        except (ValueError, OSError) as e:
+            raise BitstreamError(f"header: {e}") from None
+
+    def __iter__(self) -> Iterator[tuple[str, int, object]]:
+        """Yields ('key', index, rgb) and ('tokens', first, array) in frame order."""
+        h, nxt, have_key = self.header, 0, False
+        for c in self.chunks:
+            name = bs.chunk_name(c)
+            if c.ctype == bs.HEAD:
+                raise BitstreamError(f"corrupt {name}: a second header")
+            if c.ctype == bs.END:
+                break
+            if c.ctype == bs.KEYF:
+                idx, data = bs.unpack_keyframe(c.payload)
+                if idx != nxt:
+                    raise BitstreamError(f"corrupt {name}: keyframe for frame {idx}, expected {nxt}")
+                img = keyframe.decode(data, h.keyframe_codec, h.width, h.height)
+                self.coder.reset()
+                have_key = True
+                nxt += 1
+                yield "key", idx, img
+            else:
+                first, count, payload = bs.unpack_tokens(c.payload)
+                if first != nxt or not have_key:
+                    raise BitstreamError(f"corrupt {name}: tokens for frame {first}, expected {nxt}")
+                if first + count > h.frames:
+                    raise BitstreamError(f"corrupt {name}: more frames than the header's {h.frames}")
+                try:
+                    toks = self.coder.decode(payload, count)
+                except ValueError as e:
+                    raise BitstreamError(f"corrupt {name}: {e}") from None
+                nxt += count
+                yield "tokens", first, toks
+        if nxt != h.frames:
+            raise BitstreamError(f"the file holds {nxt} frames, its header says {h.frames}")
+
+
+def decode_tokens(path: str) -> np.ndarray:
+    """All tokens of a file in frame order (keyframe rows are NaN): what the decoder feeds the model."""
+    seg = _Segments(path)
+    out = np.full((seg.header.frames, seg.header.dm), np.nan, np.float32)
+    for kind, idx, val in seg:
+        if kind == "tokens":
+            out[idx:idx + len(val)] = val
+    return out
+
+
+@torch.inference_mode()
+def decode_file(src: str, dst: str | None, opts: DecodeOptions, progress: Progress | None = None,
+                keep_frames: bool = False) -> DecodeResult:
+    """Decode src to dst (.mp4/.mkv/.y4m); with dst None only keep frames in memory (tests, metrics)."""
+    t0 = time.time()
+    if dst is not None and _same_file(src, dst):
+        raise UserError("output would overwrite the input")
+    if dst is not None and os.path.splitext(dst)[1].lower() not in (".mp4", ".mkv", ".y4m"):
+        raise UserError(f"unsupported output extension {os.path.splitext(dst)[1] or '(none)'}: "
+                        f"use .mp4, .mkv or .y4m")
+    seg = _Segments(src)
+    h = seg.header
+    device = pick_device(opts.device)
+    lm = resolve_model(opts.weights, h.dm, device, opts.allow_untrained)
+    if lm.model_id != h.model_id:
+        raise UserError(f"{src} was made with other weights (model id {h.model_id.hex()[:16]}…), "
+                        f"not {os.path.basename(lm.path)} ({lm.model_id.hex()[:16]}…); pass the right --weights")
+    model = lm.model
+    if (model.cfg.size, model.cfg.size, model.cfg.dm) != (h.width, h.height, h.dm):
+        raise UserError("the weights do not match the file's coded size or token size")
+    policy = {v: k for k, v in RESIZE_POLICIES.items()}[h.resize]
+    out_w, out_h = (h.src_width, h.src_height) if opts.scale_to_source else (h.width, h.height)
+    result = DecodeResult(0, 0.0)
+
+    def emit(images: list[np.ndarray], writer) -> None:
+        for img in images:
+            if opts.scale_to_source:
+                img = to_source(img, out_w, out_h, policy)
+            if writer:
+                writer.write(img)
+            if keep_frames:
+                result.frames_rgb.append(img)
+            result.frames += 1
+        if progress:
+            progress(result.frames, h.frames)
+
+    def run(writer) -> None:
+        ref = None
+        for kind, idx, val in seg:
+            if kind == "key":
+                ref = model.reference(_to_tensor([val], device))
+                emit([val], writer)
+                continue
+            toks = torch.from_numpy(val)
+            for i in range(0, len(toks), opts.batch):
+                frames = model.synthesize(toks[i:i + opts.batch].to(device), ref)
+                emit(_to_images(frames), writer)
+
+    if dst is None:
+        run(None)
+    else:
+        with atomic_output(dst) as tmp:
+            with VideoWriter(tmp, out_w, out_h, h.fps, fmt_hint=os.path.splitext(dst)[1]) as writer:
+                run(writer)
+    result.seconds = time.time() - t0
+    return result
+
+
+def read_info(path: str) -> dict:
+    """Header fields and a size breakdown of a .imf file (every chunk CRC-checked)."""
+    size, chunks = _parse_file(path)
+    head = next(chunks)
+    h = bs.Header.unpack(head.payload)
+    kb = tb = nkey = 0
+    for c in chunks:
+        if c.ctype == bs.KEYF:
+            kb += len(c.payload) - 4
+            nkey += 1
+        elif c.ctype == bs.TOKN:
+            tb += len(c.payload) - 6
+    pix = max(1, h.frames * h.width * h.height)
+    names = {v: k for k, v in CODEC_IDS.items()}
+    knames = {v: k for k, v in bs.KEYFRAME_CODECS.items()}
+    rnames = {v: k for k, v in RESIZE_POLICIES.items()}
+    return {
+        "frames": h.frames, "width": h.width, "height": h.height,
+        "fps": float(h.fps), "fps_rational": f"{h.fps.numerator}/{h.fps.denominator}",
+        "dm": h.dm, "token_codec": names.get(h.token_codec, f"unknown({h.token_codec})"),
+        "bytes_total": size, "bytes_keyframe": kb, "bytes_tokens": tb, "bytes_container": size - kb - tb,
+        "bpp_total": size * 8 / pix, "bpp_tokens": tb * 8 / pix,
+        "keyframes": nkey, "keyframe_codec": knames.get(h.keyframe_codec, f"unknown({h.keyframe_codec})"),
+        "keyframe_quality": h.keyframe_quality, "keyframe_interval": h.keyframe_interval,
+        "source_width": h.src_width, "source_height": h.src_height,
+        "resize": rnames.get(h.resize, f"unknown({h.resize})"),
+        "model_id": h.model_id.hex(), "version": ".".join(map(str, bs.VERSION)),
+        "duration_s": float(h.frames / h.fps) if h.fps else 0.0,
+        "kbps": size * 8 / 1000 / float(h.frames / h.fps) if h.frames else 0.0,
+    }
+
+
+__all__ = ["EncodeOptions", "DecodeOptions", "EncodeResult", "DecodeResult", "encode_file", "decode_file",
+           "decode_tokens", "read_info", "Fraction"]

@@ -1,0 +1,76 @@
+"""Keyframes: one RGB frame through a standard intra codec via PyAV, and back.
+
+HEVC (libx265, all-intra, yuv444p) is the default: decoders are bit-exact by specification, so the
+encoder and every decoder see the same keyframe. `quality` is the codec's CRF (HEVC/AV1, lower is
+better); PNG is lossless and ignores it.
+"""
+from __future__ import annotations
+
+import io
+from fractions import Fraction
+
+import av
+import numpy as np
+
+from .bitstream import KEYFRAME_CODECS
+from .errors import BitstreamError
+
+
+def _encode_video(img: np.ndarray, codec: str, pix_fmt: str, options: dict) -> bytes:
+    h, w = img.shape[:2]
+    ctx = av.CodecContext.create(codec, "w")
+    ctx.width, ctx.height, ctx.pix_fmt = w, h, pix_fmt
+    ctx.time_base = Fraction(1, 25)
+    ctx.framerate = 25
+    ctx.options = options
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24").reformat(format=pix_fmt)
+    frame.pts = 0
+    out = b"".join(bytes(p) for p in ctx.encode(frame))
+    out += b"".join(bytes(p) for p in ctx.encode(None))
+    return out
+
+
+def _decode_video(data: bytes, codec: str) -> np.ndarray:
+    ctx = av.CodecContext.create(codec, "r")
+    frames = []
+    try:
+        frames += ctx.decode(av.Packet(data))
+        frames += ctx.decode(None)
+    except (av.error.FFmpegError, ValueError) as e:
+        raise BitstreamError(f"keyframe cannot be decoded: {e}") from None
+    if not frames:
+        raise BitstreamError("keyframe chunk holds no decodable picture")
+    return frames[0].to_ndarray(format="rgb24")
+
+
+def encode(img: np.ndarray, codec: str = "hevc", quality: int = 30) -> bytes:
+    """Intra-code one RGB uint8 frame (H, W, 3)."""
+    if codec == "hevc":
+        return _encode_video(img, "libx265", "yuv444p",
+                             {"crf": str(quality), "preset": "slow",
+                              "x265-params": "log-level=error:keyint=1:info=0"})
+    if codec == "av1":
+        return _encode_video(img, "libsvtav1", "yuv420p", {"crf": str(quality), "preset": "4"})
+    if codec == "png":
+        buf = io.BytesIO()
+        with av.open(buf, "w", format="image2pipe") as c:
+            s = c.add_stream("png")
+            s.width, s.height, s.pix_fmt = img.shape[1], img.shape[0], "rgb24"
+            for p in s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")):
+                c.mux(p)
+            for p in s.encode():
+                c.mux(p)
+        return buf.getvalue()
+    raise ValueError(f"unknown keyframe codec {codec!r} (known: {', '.join(KEYFRAME_CODECS)})")
+
+
+def decode(data: bytes, codec_id: int, width: int, height: int) -> np.ndarray:
+    """Decode a keyframe payload to RGB uint8 and check it has the coded size."""
+    names = {v: k for k, v in KEYFRAME_CODECS.items()}
+    if codec_id not in names:
+        raise BitstreamError(f"unknown keyframe codec id {codec_id}")
+    name = names[codec_id]
+    img = _decode_video(data, {"hevc": "hevc", "av1": "libdav1d", "png": "png"}[name])
+    if img.shape[:2] != (height, width):
+        raise BitstreamError(f"keyframe is {img.shape[1]}x{img.shape[0]}, header says {width}x{height}")
+    return img

@@ -1,0 +1,102 @@
+"""Quality metrics on RGB frames in [0, 1]: PSNR over RGB, PSNR over Y (BT.601), and MS-SSIM.
+
+MS-SSIM follows Wang et al. (2003): 11-tap Gaussian window (sigma 1.5), five scales with the standard
+weights; images too small for five scales use fewer (weights renormalised), as some tools do.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+MSSSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+
+
+def _as_tensor(x) -> torch.Tensor:
+    """Accepts (T, 3, H, W) float in [0, 1] or (T, H, W, 3) / (H, W, 3) uint8 arrays."""
+    if isinstance(x, np.ndarray):
+        t = torch.from_numpy(np.ascontiguousarray(x))
+        if t.dtype == torch.uint8:
+            t = t.float() / 255
+        if t.ndim == 3:
+            t = t[None]
+        return t.permute(0, 3, 1, 2).double()
+    return x.double() if x.ndim == 4 else x[None].double()
+
+
+def mse(a, b) -> torch.Tensor:
+    """Per-frame mean squared error."""
+    a, b = _as_tensor(a), _as_tensor(b)
+    return (a - b).pow(2).mean(dim=(1, 2, 3))
+
+
+def psnr_from_mse(m: float, peak: float = 1.0) -> float:
+    return float("inf") if m <= 0 else 10 * math.log10(peak * peak / m)
+
+
+def psnr_rgb(a, b) -> np.ndarray:
+    """Per-frame PSNR over the RGB channels, in dB."""
+    return np.array([psnr_from_mse(float(m)) for m in mse(a, b)])
+
+
+def rgb_to_y(x: torch.Tensor) -> torch.Tensor:
+    """BT.601 limited-range luma in [16/255, 235/255] from RGB in [0, 1] (what yuv420p stores)."""
+    r, g, b = x[:, 0], x[:, 1], x[:, 2]
+    return (16 + 65.481 * r + 128.553 * g + 24.966 * b) / 255
+
+
+def psnr_y(a, b) -> np.ndarray:
+    """Per-frame PSNR over luma computed from RGB (peak 255)."""
+    ya, yb = rgb_to_y(_as_tensor(a)), rgb_to_y(_as_tensor(b))
+    return np.array([psnr_from_mse(float(m)) for m in (ya - yb).pow(2).mean(dim=(1, 2))])
+
+
+def _gauss(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-x * x / (2 * sigma * sigma))
+    return g / g.sum()
+
+
+def _ssim_terms(x: torch.Tensor, y: torch.Tensor, win: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image SSIM and contrast-structure terms (valid filtering, as the reference implementation)."""
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    ch = x.shape[1]
+    k = win.shape[0]
+    wx = win.view(1, 1, 1, k).repeat(ch, 1, 1, 1).to(x)
+    wy = win.view(1, 1, k, 1).repeat(ch, 1, 1, 1).to(x)
+
+    def blur(t):
+        return F.conv2d(F.conv2d(t, wx, groups=ch), wy, groups=ch)
+
+    mx, my = blur(x), blur(y)
+    sxx = blur(x * x) - mx * mx
+    syy = blur(y * y) - my * my
+    sxy = blur(x * y) - mx * my
+    cs = (2 * sxy + c2) / (sxx + syy + c2)
+    ssim = (2 * mx * my + c1) / (mx * mx + my * my + c1) * cs
+    return ssim.mean(dim=(1, 2, 3)), cs.mean(dim=(1, 2, 3))
+
+
+def msssim(a, b) -> np.ndarray:
+    """Per-frame MS-SSIM over RGB."""
+    x, y = _as_tensor(a), _as_tensor(b)
+    win = _gauss()
+    side = min(x.shape[-2:])
+    scales = 5
+    while scales > 1 and side < (win.shape[0] - 1) * 2 ** (scales - 1) + 1:
+        scales -= 1
+    if side < win.shape[0]:
+        win = _gauss(max(3, side // 2 * 2 - 1))
+    weights = torch.tensor(MSSSIM_WEIGHTS[:scales], dtype=torch.float64)
+    weights = weights / weights.sum()
+    vals = []
+    for i in range(scales):
+        ssim, cs = _ssim_terms(x, y, win)
+        vals.append(ssim if i == scales - 1 else cs)
+        if i < scales - 1:
+            x = F.avg_pool2d(x, 2, ceil_mode=True)
+            y = F.avg_pool2d(y, 2, ceil_mode=True)
+    v = torch.stack(vals, dim=1).clamp_min(0)
+    return torch.prod(v ** weights, dim=1).numpy()

@@ -1,0 +1,67 @@
+"""The IMF network assembled, split the way a codec uses it: what the reference gives is computed
+once (:meth:`IMF.reference`), then frames are synthesised from tokens in batches (:meth:`IMF.synthesize`)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .alignment import CrossAttentionAlign, Refine, fold_fine, to_map, to_tokens, unfold_fine
+from .config import ModelConfig
+from .encoders import FeatureEncoder, TokenEncoder
+from .frame_decoder import FrameDecoder
+from .token_decoder import TokenDecoder
+
+
+@dataclass
+class Reference:
+    """Everything the decoder derives from a reference frame, cached across the frames that use it."""
+    token: torch.Tensor     # t_r (B, dm)
+    keys8: torch.Tensor     # (B, N8, attn_dim)
+    keys16: torch.Tensor    # (B, N16, attn_dim)
+    values8: torch.Tensor   # (B, N8, C): features at 1/8 with 1/4 and 1/2 folded in
+    values16: torch.Tensor  # (B, N16, C)
+
+
+class IMF(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        g8, g16 = cfg.size // 8, cfg.size // 16
+        w = cfg.widths
+        m8, m16 = cfg.motion_widths
+        self.feature_encoder = FeatureEncoder(cfg)      # E_F
+        self.token_encoder = TokenEncoder(cfg)          # E_T
+        self.token_decoder = TokenDecoder(cfg)          # IMF_D
+        self.align8 = CrossAttentionAlign(m8, cfg.attn_dim, g8, cfg.init_sigma)    # IMF_A at 1/8
+        self.align16 = CrossAttentionAlign(m16, cfg.attn_dim, g16, cfg.init_sigma)  # IMF_A at 1/16
+        self.refine8 = Refine(w[2], cfg.heads, cfg.blocks[0], g8 * g8)
+        self.refine16 = Refine(w[3], cfg.heads, cfg.blocks[1], g16 * g16)
+        self.frame_decoder = FrameDecoder(cfg)          # D_F
+
+    def encode_tokens(self, frames: torch.Tensor) -> torch.Tensor:
+        """t = E_T(x) for a batch of frames (B, 3, H, W) in [0, 1]."""
+        return self.token_encoder(frames)
+
+    def reference(self, frame: torch.Tensor) -> Reference:
+        feats = self.feature_encoder(frame)
+        token = self.token_encoder(frame)
+        m8, m16 = self.token_decoder(token)
+        return Reference(token=token, keys8=self.align8.keys(m8), keys16=self.align16.keys(m16),
+                         values8=to_tokens(fold_fine(feats[:3])), values16=to_tokens(feats[3]))
+
+    def synthesize(self, tokens: torch.Tensor, ref: Reference) -> torch.Tensor:
+        """Frames (B, 3, H, W) from current tokens (B, dm) and a cached reference (batch 1 or B)."""
+        cfg = self.cfg
+        g8, g16 = cfg.size // 8, cfg.size // 16
+        w = list(cfg.widths)
+        m8, m16 = self.token_decoder(tokens)
+        a16 = self.refine16(self.align16(m16, ref.keys16, ref.values16))
+        a8 = self.align8(m8, ref.keys8, ref.values8)
+        a8 = torch.cat([self.refine8(a8[..., :w[2]]), a8[..., w[2]:]], dim=-1)
+        feats = unfold_fine(to_map(a8, g8, g8), w[:3]) + [to_map(a16, g16, g16)]
+        return self.frame_decoder(feats, m8, m16)
+
+    def forward(self, ref_frames: torch.Tensor, cur_frames: torch.Tensor) -> torch.Tensor:
+        return self.synthesize(self.token_encoder(cur_frames), self.reference(ref_frames))

@@ -1,0 +1,300 @@
+"""The training loop: autoencoder warm-up, then motion; L1 + structural pyramid + hinge GAN; EMA;
+NaN guards, gradient clipping, periodic checkpoints and evaluation, the best EMA kept by eval PSNR.
+Runs in one process or under torchrun (DistributedDataParallel, gloo on CPU, nccl on CUDA)."""
+from __future__ import annotations
+
+import copy
+import csv
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from ..metrics import msssim, psnr_rgb
+from ..model import IMF, ModelConfig
+from ..model.weights import load_weights, save_weights
+from .data import FrameCache, PairSampler, find_videos, load_clip
+from .discriminator import MultiScaleD
+from .losses import feature_matching, hinge_d, hinge_g, pyramid_loss
+
+
+@dataclass
+class TrainOptions:
+    data: list[str]
+    out: str
+    size: int = 256
+    dm: int = 32
+    steps: int = 10000
+    batch: int = 4
+    resume: bool = False
+    init: str | None = None
+    device: str = "auto"
+    lr: float = 2e-4
+    ae_steps: int = 1000          # autoencoder warm-up: current frame = reference
+    gan_start: int = 20000        # step at which the hinge GAN term starts
+    same_prob: float = 0.1        # share of autoencoding pairs after the warm-up
+    eval_data: list[str] = field(default_factory=list)
+    eval_every: int = 500
+    eval_frames: int = 100
+    eval_stride: int = 2
+    ckpt_minutes: float = 5.0
+    max_minutes: float = 0.0      # stop (and save) after this long; 0 = no limit
+    ema_decay: float = 0.999
+    grad_clip: float = 1.0
+    seed: int = 0
+    cache_dir: str = ""
+    config: ModelConfig | None = None  # overrides size/dm (tests use a tiny network)
+    log_every: int = 25
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda asked for, but CUDA is not available")
+    return torch.device(name)
+
+
+def _dist_info() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+@torch.no_grad()
+def evaluate(model: IMF, clips: list[torch.Tensor], device: torch.device, batch: int = 8) -> dict:
+    """Mean PSNR / MS-SSIM over frames 1.. of each clip, frame 0 the reference; and the repeat floor."""
+    model.eval()
+    ps, ms, fps_, fms = [], [], [], []
+    for frames in clips:
+        ref = model.reference(frames[:1].to(device))
+        target = frames[1:]
+        outs = []
+        for i in range(0, len(target), batch):
+            x = target[i:i + batch].to(device)
+            outs.append(model.synthesize(model.encode_tokens(x), ref).clamp(0, 1).float().cpu())
+        out = torch.cat(outs)
+        ps.append(psnr_rgb(out, target).mean())
+        ms.append(msssim(out, target).mean())
+        rep = frames[:1].expand_as(target)
+        fps_.append(psnr_rgb(rep, target).mean())
+        fms.append(msssim(rep, target).mean())
+    return {"psnr": float(np.mean(ps)), "msssim": float(np.mean(ms)),
+            "floor_psnr": float(np.mean(fps_)), "floor_msssim": float(np.mean(fms))}
+
+
+class Trainer:
+    def __init__(self, opt: TrainOptions, progress=None):
+        self.opt = opt
+        self.rank, self.world = _dist_info()
+        self.device = pick_device(opt.device)
+        if self.device.type == "cuda" and self.world > 1:
+            self.device = torch.device("cuda", self.rank % torch.cuda.device_count())
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        torch.manual_seed(opt.seed)
+        self.cfg = opt.config or ModelConfig(size=opt.size, dm=opt.dm)
+        os.makedirs(opt.out, exist_ok=True)
+        cache_dir = opt.cache_dir or os.path.join(opt.out, "cache")
+        videos = find_videos(opt.data)
+        if not videos:
+            raise ValueError(f"no videos found under {opt.data}")
+        if self.rank == 0:
+            self.cache = FrameCache(videos, self.cfg.size, cache_dir, progress=progress)
+        self._barrier()
+        if self.rank != 0:
+            self.cache = FrameCache(videos, self.cfg.size, cache_dir)
+        self.sampler = PairSampler(self.cache, seed=opt.seed * 1000 + self.rank)
+        self.eval_clips = []
+        if opt.eval_data and self.rank == 0:
+            ecache = FrameCache(find_videos(opt.eval_data), self.cfg.size, cache_dir)
+            self.eval_clips = [load_clip(ecache, i, opt.eval_frames, opt.eval_stride)
+                               for i in range(len(ecache.clips))]
+
+        self.G = IMF(self.cfg).to(self.device)
+        if opt.init:
+            init = load_weights(opt.init)
+            if init.model.cfg != self.cfg:
+                raise ValueError(f"--init weights have config {init.model.cfg}, not {self.cfg}")
+            self.G.load_state_dict(init.model.state_dict())
+        self.ema = copy.deepcopy(self.G).eval()
+        for p in self.ema.parameters():
+            p.requires_grad_(False)
+        self.D = MultiScaleD().to(self.device)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=opt.lr, betas=(0.5, 0.999))
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=opt.lr, betas=(0.5, 0.999))
+        self.step = 0
+        self.best = -math.inf
+        self.base_steps = 0  # steps already in the --init weights (for the model card)
+        if opt.init:
+            self.base_steps = int(init.meta.get("steps", 0))
+        if opt.resume and os.path.exists(self.ckpt_path):
+            self._load_ckpt()
+        if self.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.G_train = DDP(self.G, device_ids=ids)
+            self.D_train = DDP(self.D, device_ids=ids)
+        else:
+            self.G_train, self.D_train = self.G, self.D
+
+    # ---- bookkeeping -------------------------------------------------------------------------
+    @property
+    def ckpt_path(self) -> str:
+        return os.path.join(self.opt.out, "checkpoint.pt")
+
+    def _barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+    def _save_ckpt(self) -> None:
+        if self.rank:
+            return
+        state = {"G": self.G.state_dict(), "EMA": self.ema.state_dict(), "D": self.D.state_dict(),
+                 "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+                 "step": self.step, "best": self.best, "base_steps": self.base_steps,
+                 "config": self.cfg.to_json()}
+        tmp = self.ckpt_path + ".part"
+        torch.save(state, tmp)
+        os.replace(tmp, self.ckpt_path)
+
+    def _load_ckpt(self) -> None:
+        state = torch.load(self.ckpt_path, map_location=self.device, weights_only=True)
+        if ModelConfig.from_json(state["config"]) != self.cfg:
+            raise ValueError("checkpoint was made with another model config")
+        self.G.load_state_dict(state["G"])
+        self.ema.load_state_dict(state["EMA"])
+        self.D.load_state_dict(state["D"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.step = int(state["step"])
+        self.best = float(state["best"])
+        self.base_steps = int(state.get("base_steps", 0))
+        self.sampler.rng = np.random.default_rng(self.opt.seed * 1000 + self.rank + 7919 * self.step)
+
+    def _log(self, name: str, row: dict) -> None:
+        if self.rank:
+            return
+        path = os.path.join(self.opt.out, name)
+        new = not os.path.exists(path)
+        with open(path, "a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                w.writeheader()
+            w.writerow(row)
+
+    def export(self, path: str, extra: dict | None = None) -> bytes:
+        meta = {"steps": self.base_steps + self.step, "data": ",".join(self.opt.data),
+                "losses": "L1x10 + (SSIM+L1 pyramid, D feature matching)x10 + hinge GAN x1",
+                "trained": "true"}
+        meta.update(extra or {})
+        return save_weights(self.ema, path, **meta)
+
+    # ---- one step ----------------------------------------------------------------------------
+    def train_step(self) -> dict:
+        opt = self.opt
+        same = 1.0 if self.step < opt.ae_steps else opt.same_prob
+        ref, cur = self.sampler.batch(opt.batch, same_prob=same)
+        ref, cur = ref.to(self.device), cur.to(self.device)
+        gan = self.step >= opt.gan_start
+        amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+        self.G_train.train()
+        with amp:
+            fake = self.G_train(ref, cur).float()
+            l1 = (fake - cur).abs().mean()
+            perc = pyramid_loss(fake, cur)
+            adv = fm = fake.new_zeros(())
+            if gan:
+                fl, ff = self.D_train(fake)
+                with torch.no_grad():
+                    _, rf = self.D_train(cur)
+                adv = hinge_g(fl)
+                fm = feature_matching(rf, ff)
+            loss = 10 * l1 + 10 * (perc + fm) + 1 * adv
+        stats = {"l1": l1.item(), "perc": perc.item(), "adv": float(adv), "fm": float(fm), "d": 0.0}
+        if not torch.isfinite(loss):
+            return {**stats, "skipped": 1}
+        self.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(self.G.parameters(), opt.grad_clip)
+        if not torch.isfinite(gnorm):
+            self.opt_g.zero_grad(set_to_none=True)
+            return {**stats, "skipped": 1}
+        self.opt_g.step()
+        if gan:
+            with amp:
+                rl, _ = self.D_train(cur)
+                fl, _ = self.D_train(fake.detach())
+                ld = hinge_d(rl, fl)
+            if torch.isfinite(ld):
+                self.opt_d.zero_grad(set_to_none=True)
+                ld.backward()
+                torch.nn.utils.clip_grad_norm_(self.D.parameters(), opt.grad_clip)
+                self.opt_d.step()
+                stats["d"] = ld.item()
+        self._ema_update()
+        return {**stats, "skipped": 0}
+
+    @torch.no_grad()
+    def _ema_update(self) -> None:
+        decay = min(self.opt.ema_decay, (1 + self.step) / (10 + self.step))
+        for e, p in zip(self.ema.parameters(), self.G.parameters()):
+            e.lerp_(p, 1 - decay)
+        for e, b in zip(self.ema.buffers(), self.G.buffers()):
+            e.copy_(b)
+
+    def run_eval(self) -> dict | None:
+        if self.rank or not self.eval_clips:
+            return None
+        r = evaluate(self.ema, self.eval_clips, self.device)
+        row = {"step": self.base_steps + self.step, **{k: round(v, 4) for k, v in r.items()}}
+        self._log("eval.csv", row)
+        if r["psnr"] > self.best:
+            self.best = r["psnr"]
+            self.export(os.path.join(self.opt.out, "best.safetensors"),
+                        {"eval_psnr": round(r["psnr"], 3), "eval_msssim": round(r["msssim"], 4)})
+        return r
+
+    def fit(self, on_step=None) -> None:
+        opt = self.opt
+        t0 = last_ckpt = time.time()
+        bad = 0
+        if self.step == 0 and self.rank == 0 and self.eval_clips:
+            self.run_eval()
+        while self.step < opt.steps:
+            stats = self.train_step()
+            bad = bad + 1 if stats["skipped"] else 0
+            if bad >= 20:  # persistently non-finite: go back to the last checkpoint
+                if os.path.exists(self.ckpt_path):
+                    self._load_ckpt()
+                bad = 0
+                continue
+            self.step += 1
+            if on_step:
+                on_step(self.step, stats)
+            if self.step % opt.log_every == 0:
+                self._log("train.csv", {"step": self.base_steps + self.step, **{k: round(v, 5) for k, v in
+                                                                                 stats.items()},
+                                        "elapsed_s": round(time.time() - t0, 1)})
+            if opt.eval_every and self.step % opt.eval_every == 0:
+                self.run_eval()
+            out_of_time = opt.max_minutes and time.time() - t0 > opt.max_minutes * 60
+            if time.time() - last_ckpt > opt.ckpt_minutes * 60 or self.step == opt.steps or out_of_time:
+                self._save_ckpt()
+                last_ckpt = time.time()
+            if out_of_time:
+                break
+        self._save_ckpt()
+        if self.rank == 0:
+            self.export(os.path.join(self.opt.out, "last.safetensors"))
+
+
+def options_dict(opt: TrainOptions) -> dict:
+    d = asdict(opt)
+    d["config"] = opt.config.to_json() if opt.config else None
+    return d

@@ -1,0 +1,70 @@
+"""Standard codecs encoded live through PyAV: x264, x265 and SVT-AV1 in low-delay mode.
+
+Low delay here means no B-frames and a single keyframe (the first frame), like imfcodec's own stream; each
+CRF sweep ends at the encoder's lowest rate (x264 and x265: CRF 51, SVT-AV1: CRF 63). Streams are written as
+raw elementary streams (Annex-B H.264/H.265, AV1 OBUs), so bits are the stream's own, with no container
+around them. Encoders and decoders run single-threaded so that fps compare across machines.
+"""
+from __future__ import annotations
+
+import io
+import os
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+import numpy as np
+
+from ..errors import UserError
+from .clip import Yuv420
+
+# SVT-AV1 prints its whole configuration to stderr unless told to report errors only.
+os.environ.setdefault("SVT_LOG", "1")
+
+
+@dataclass(frozen=True)
+class Codec:
+    """An anchor: a PyAV encoder with fixed low-delay options and a CRF sweep."""
+    name: str
+    encoder: str  # PyAV / FFmpeg encoder name
+    fmt: str  # raw elementary stream muxer
+    options: tuple[tuple[str, str], ...]  # everything but the CRF
+    crfs: tuple[int, ...]  # the default sweep, best quality first, ending at the encoder's lowest rate
+
+    def encode_decode(self, frames: Yuv420, fps: Fraction, setting: int) -> tuple[Yuv420, int, float, float]:
+        """Encode the frames at CRF `setting` and decode them again: (decoded, bits, encode s, decode s)."""
+        buf = io.BytesIO()
+        t0 = time.perf_counter()
+        try:
+            with av.open(buf, "w", format=self.fmt) as c:
+                s = c.add_stream(self.encoder, rate=Fraction(fps))
+                s.width, s.height, s.pix_fmt = frames.width, frames.height, "yuv420p"
+                s.codec_context.thread_count = 1
+                s.options = {**dict(self.options), "crf": str(setting)}
+                for i, f in enumerate(frames.frames()):
+                    f.pts = i
+                    c.mux(s.encode(f))
+                c.mux(s.encode())
+        except av.error.FFmpegError as e:
+            raise UserError(f"{self.name} failed at crf {setting} on {frames.width}x{frames.height}: {e}") from None
+        t1 = time.perf_counter()
+        data = buf.getvalue()
+        with av.open(io.BytesIO(data), format=self.fmt) as c:
+            c.streams.video[0].codec_context.thread_count = 1
+            out = [f.reformat(format="yuv420p").to_ndarray() for f in c.decode(video=0)]
+        t2 = time.perf_counter()
+        return Yuv420(np.stack(out)), len(data) * 8, t1 - t0, t2 - t1
+
+
+ANCHORS = {c.name: c for c in (
+    Codec("x264", "libx264", "h264",
+          (("preset", "veryslow"), ("x264-params", "bframes=0:keyint=infinite")),
+          (35, 39, 43, 47, 51)),
+    Codec("x265", "libx265", "hevc",
+          (("preset", "slow"), ("x265-params", "bframes=0:keyint=-1:pools=1:frame-threads=1:log-level=error")),
+          (32, 37, 42, 47, 51)),
+    Codec("svtav1", "libsvtav1", "obu",
+          (("preset", "6"), ("svtav1-params", "pred-struct=1:keyint=-1:lp=1")),
+          (43, 48, 53, 58, 63)),
+)}

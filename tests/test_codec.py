@@ -1,0 +1,211 @@
+"""Encode -> decode with the tiny network, and every user error of the CLI."""
+import os
+import subprocess
+import sys
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from imfcodec.codec import DecodeOptions, EncodeOptions, decode_file, decode_tokens, encode_file, read_info
+from imfcodec.errors import BitstreamError, UserError
+from imfcodec.video_io import probe, read_frames
+
+from tests.conftest import make_clip
+
+
+def enc_opts(tiny, **kw):
+    return EncodeOptions(weights=str(tiny), allow_untrained=True, chunk_frames=4, **kw)
+
+
+def dec_opts(tiny, **kw):
+    return DecodeOptions(weights=str(tiny), allow_untrained=True, **kw)
+
+
+@pytest.fixture(scope="module")
+def encoded(tmp_path_factory, clip, tiny):
+    out = tmp_path_factory.mktemp("enc") / "a.imf"
+    r = encode_file(str(clip), str(out), enc_opts(tiny, keep_tokens=True))
+    return out, r
+
+
+def test_encode_decode_keeps_count_rate_size(tmp_path, encoded, tiny):
+    imf, r = encoded
+    assert r.frames == 12 and r.bytes_total == os.path.getsize(imf)
+    for ext in (".mp4", ".mkv", ".y4m"):
+        out = tmp_path / f"rec{ext}"
+        decode_file(str(imf), str(out), dec_opts(tiny))
+        frames = list(read_frames(str(out)))
+        assert len(frames) == 12
+        assert frames[0].shape == (64, 64, 3)
+        assert probe(str(out)).fps == Fraction(30000, 1001)
+    out = tmp_path / "src.mp4"
+    decode_file(str(imf), str(out), dec_opts(tiny, scale_to_source=True))
+    assert list(read_frames(str(out)))[0].shape == (60, 80, 3)
+
+
+def test_decoder_tokens_equal_encoder_dequantized_tokens(encoded):
+    imf, r = encoded
+    dec = decode_tokens(str(imf))
+    assert np.isnan(dec[0]).all()  # frame 0 is the keyframe
+    assert dec[1:].tobytes() == r.tokens.tobytes()
+
+
+def test_decoded_frames_use_cached_reference(encoded, tiny):
+    """The codec path (reference cached once, tokens batched) equals the plain forward pass."""
+    import torch
+    from imfcodec.model.weights import load_weights
+    imf, r = encoded
+    res = decode_file(str(imf), None, dec_opts(tiny, batch=3), keep_frames=True)
+    lm = load_weights(str(tiny))
+    key = torch.from_numpy(res.frames_rgb[0]).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        ref = lm.model.reference(key)
+        direct = lm.model.synthesize(torch.from_numpy(r.tokens[:3]), ref)
+    got = np.stack(res.frames_rgb[1:4]).astype(np.float32) / 255
+    want = direct.clamp(0, 1).permute(0, 2, 3, 1).numpy()
+    assert np.abs(got - want).max() <= 1 / 255 + 1e-6
+
+
+def test_keyframe_interval_restarts_segments(tmp_path, clip, tiny):
+    out = tmp_path / "k.imf"
+    encode_file(str(clip), str(out), enc_opts(tiny, keyframe_interval=5))
+    info = read_info(str(out))
+    assert info["keyframes"] == 3 and info["frames"] == 12
+    assert len(decode_file(str(out), None, dec_opts(tiny), keep_frames=True).frames_rgb) == 12
+
+
+def test_info_json_keys(encoded):
+    imf, r = encoded
+    info = read_info(str(imf))
+    for k in ("frames", "width", "height", "fps", "dm", "token_codec", "bytes_total", "bytes_keyframe",
+              "bytes_tokens", "bpp_total", "bpp_tokens"):
+        assert k in info
+    assert info["bytes_total"] == os.path.getsize(imf)
+    assert info["bytes_keyframe"] == r.bytes_keyframe and info["bytes_tokens"] == r.bytes_tokens
+    assert info["bpp_total"] == pytest.approx(info["bytes_total"] * 8 / (12 * 64 * 64))
+    assert info["bpp_tokens"] == pytest.approx(r.bytes_tokens * 8 / (12 * 64 * 64))
+
+
+# ---- errors ---------------------------------------------------------------------------------------
+
+def cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "cli.main", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env={**os.environ, "PYTHONPATH": os.getcwd()})
+
+
+def assert_one_line_error(p):
+    assert p.returncode != 0
+    assert "Traceback" not in p.stderr
+    lines = [ln for ln in p.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, p.stderr
+    return lines[0]
+
+
+def no_leftovers(folder):
+    return [f for f in os.listdir(folder) if f.startswith(".imfcodec-") or f.endswith(".part")]
+
+
+def test_cli_round_trip_and_json(tmp_path, clip, tiny):
+    imf = tmp_path / "c.imf"
+    p = cli("encode", clip, "-o", imf, "--weights", tiny, "--allow-untrained", "--json")
+    assert p.returncode == 0, p.stderr
+    p = cli("info", imf, "--json")
+    assert p.returncode == 0 and '"frames": 12' in p.stdout
+    p = cli("decode", imf, "-o", tmp_path / "c.mkv", "--weights", tiny, "--allow-untrained", "-q")
+    assert p.returncode == 0, p.stderr
+
+
+def test_missing_input(tmp_path, tiny):
+    line = assert_one_line_error(cli("encode", tmp_path / "nope.mp4", "-o", tmp_path / "x.imf", "--weights", tiny,
+                                     "--allow-untrained"))
+    assert "not found" in line
+    assert not (tmp_path / "x.imf").exists()
+
+
+def test_not_a_video(tmp_path, tiny):
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("this is not a video\n" * 50)
+    line = assert_one_line_error(cli("encode", bad, "-o", tmp_path / "x.imf", "--weights", tiny,
+                                     "--allow-untrained"))
+    assert "video" in line
+    assert not (tmp_path / "x.imf").exists() and not no_leftovers(tmp_path)
+
+
+def test_corrupt_imf_names_chunk_and_leaves_no_output(tmp_path, encoded, tiny):
+    imf, _ = encoded
+    data = bytearray(imf.read_bytes())
+    data[-40] ^= 0x10  # inside the last token chunk
+    bad = tmp_path / "bad.imf"
+    bad.write_bytes(bytes(data))
+    out = tmp_path / "out.mp4"
+    line = assert_one_line_error(cli("decode", bad, "-o", out, "--weights", tiny, "--allow-untrained"))
+    assert "CRC mismatch in chunk" in line and "TOKN" in line
+    assert not out.exists() and not no_leftovers(tmp_path)
+
+
+def test_truncated_imf(tmp_path, encoded, tiny):
+    imf, _ = encoded
+    bad = tmp_path / "cut.imf"
+    bad.write_bytes(imf.read_bytes()[:-30])
+    out = tmp_path / "out.y4m"
+    line = assert_one_line_error(cli("decode", bad, "-o", out, "--weights", tiny, "--allow-untrained"))
+    assert "truncated" in line
+    assert not out.exists() and not no_leftovers(tmp_path)
+    assert_one_line_error(cli("info", bad))
+
+
+def test_other_weights(tmp_path, encoded, other_tiny):
+    imf, _ = encoded
+    out = tmp_path / "out.mp4"
+    line = assert_one_line_error(cli("decode", imf, "-o", out, "--weights", other_tiny, "--allow-untrained"))
+    assert "other weights" in line
+    assert not out.exists()
+
+
+def test_unknown_version(tmp_path, encoded, tiny):
+    imf, _ = encoded
+    data = bytearray(imf.read_bytes())
+    data[4] = 9
+    bad = tmp_path / "v9.imf"
+    bad.write_bytes(bytes(data))
+    line = assert_one_line_error(cli("decode", bad, "-o", tmp_path / "o.mp4", "--weights", tiny,
+                                     "--allow-untrained"))
+    assert "unsupported .imf version 9.0" in line
+
+
+def test_not_an_imf_and_bad_extension(tmp_path, clip, encoded, tiny):
+    assert "bad magic" in assert_one_line_error(cli("info", clip))
+    imf, _ = encoded
+    assert "extension" in assert_one_line_error(cli("decode", imf, "-o", tmp_path / "o.avi", "--weights", tiny,
+                                                    "--allow-untrained"))
+
+
+def test_untrained_or_missing_weights_refused(tmp_path, clip, tiny):
+    line = assert_one_line_error(cli("encode", clip, "-o", tmp_path / "x.imf", "--weights", tiny))
+    assert "untrained" in line
+    line = assert_one_line_error(cli("encode", clip, "-o", tmp_path / "x.imf", "--dm", 7))
+    assert "no trained weights for dm=7" in line
+
+
+def test_existing_output_kept_when_encode_fails(tmp_path, tiny):
+    out = tmp_path / "keep.imf"
+    out.write_bytes(b"precious")
+    assert_one_line_error(cli("encode", tmp_path / "nope.mp4", "-o", out, "--weights", tiny, "--allow-untrained"))
+    assert out.read_bytes() == b"precious"
+
+
+def test_output_cannot_overwrite_input(tmp_path, tiny):
+    src = make_clip(tmp_path / "s.mp4", frames=3)
+    before = src.read_bytes()
+    with pytest.raises(UserError):
+        encode_file(str(src), str(src), enc_opts(tiny))
+    assert src.read_bytes() == before
+
+
+def test_api_errors_are_bitstream_errors(tmp_path, encoded, tiny):
+    imf, _ = encoded
+    bad = tmp_path / "b.imf"
+    bad.write_bytes(imf.read_bytes()[:20])
+    with pytest.raises(BitstreamError):
+        decode_file(str(bad), None, dec_opts(tiny))

@@ -1,0 +1,87 @@
+"""bitstream_spec.md matches the code: a reader built from the spec's field tables parses real files."""
+import re
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import zfpy
+
+from imfcodec.codec import EncodeOptions, decode_tokens, encode_file
+
+SPEC = Path(__file__).resolve().parents[1] / "bitstream_spec.md"
+SIZES = {"u8": "B", "u16": "H", "u32": "I", "f32": "f"}
+
+
+def spec_table(title: str) -> list[tuple[str, str]]:
+    """(field, type) rows of the table under the '## <title>' heading."""
+    text = SPEC.read_text()
+    section = text.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
+    lines = [[c.strip() for c in ln.strip().strip("|").split("|")] for ln in section.splitlines()
+             if ln.startswith("|")]
+    cols = lines[0]
+    fi, ti = cols.index("field"), cols.index("type")
+    return [(r[fi], r[ti]) for r in lines[2:]]
+
+
+def read_fields(rows, data: bytes, lengths: dict | None = None) -> dict:
+    out, at = {}, 0
+    for name, typ in rows:
+        if typ in SIZES:
+            (out[name],) = struct.unpack_from("<" + SIZES[typ], data, at)
+            at += struct.calcsize(SIZES[typ])
+        else:
+            m = re.fullmatch(r"bytes\[(\w+)\]", typ)
+            n = len(data) - at if m.group(1) == "rest" else (int(m.group(1)) if m.group(1).isdigit()
+                                                               else out[m.group(1)])
+            out[name] = data[at:at + n]
+            at += n
+    assert at == len(data), "payload longer than the spec's fields"
+    return out
+
+
+def spec_chunks(data: bytes):
+    layout = spec_table("File layout")
+    assert layout[:3] == [("magic", "bytes[4]"), ("major version", "u8"), ("minor version", "u8")]
+    assert data[:4] == b"IMFC" and data[4] == 1
+    text = SPEC.read_text().split("Every chunk:", 1)[1]
+    assert "| type | bytes[4] |" in text and "| length | u32 |" in text and "| crc | u32 |" in text
+    at = 6
+    while True:
+        ctype = data[at:at + 4]
+        (length,) = struct.unpack_from("<I", data, at + 4)
+        payload = data[at + 8:at + 8 + length]
+        (crc,) = struct.unpack_from("<I", data, at + 8 + length)
+        assert crc == zlib.crc32(data[at:at + 8 + length])
+        yield ctype, payload
+        at += 12 + length
+        if ctype == b"END ":
+            assert at == len(data)
+            return
+
+
+def test_spec_reader_parses_encoded_file(tmp_path, clip, tiny):
+    out = tmp_path / "a.imf"
+    r = encode_file(str(clip), str(out), EncodeOptions(weights=str(tiny), allow_untrained=True, chunk_frames=5,
+                                                       zfp_rate=6.0, keep_tokens=True))
+    chunks = list(spec_chunks(out.read_bytes()))
+    assert [c[0] for c in chunks] == [b"HEAD", b"KEYF", b"TOKN", b"TOKN", b"TOKN", b"END "]
+    head = read_fields(spec_table("HEAD payload"), chunks[0][1])
+    assert head["frames"] == 12 and head["fps_num"] == 30000 and head["fps_den"] == 1001
+    assert (head["src_width"], head["src_height"], head["width"], head["height"]) == (80, 60, 64, 64)
+    assert head["dm"] == 16 and head["token_codec"] == 0 and head["resize"] == 1
+    (rate,) = struct.unpack("<f", head["token_params"])
+    assert rate == 6.0
+    key = read_fields(spec_table("KEYF payload"), chunks[1][1])
+    assert key["frame"] == 0 and len(key["data"]) == r.bytes_keyframe
+    toks, nxt = [], 1
+    for _, payload in chunks[2:-1]:
+        t = read_fields(spec_table("TOKN payload"), payload)
+        assert t["first_frame"] == nxt
+        nxt += t["count"]
+        arr = zfpy._decompress(t["data"], zfpy.type_float, [t["count"], head["dm"]], rate=rate)
+        toks.append(np.asarray(arr).reshape(t["count"], head["dm"]))
+    assert nxt == 12
+    spec_tokens = np.concatenate(toks)
+    assert np.array_equal(spec_tokens, r.tokens)
+    assert np.array_equal(decode_tokens(str(out))[1:], spec_tokens)

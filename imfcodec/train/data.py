@@ -104,7 +104,7 @@ class PairSampler:
             clip = self.cache.clips[self.rng.choice(len(self.cache.clips), p=self.p)]
             r = int(self.rng.integers(clip.count))
             c = r if self.rng.random() < same_prob else int(self.rng.integers(clip.count))
-            refs.append(self.cache.frames[clip.start + r])
+            refs.append(np.asarray(self.cache.frames[clip.start + r]))
             curs.append(self.cache.frames[clip.start + c])
         ref = torch.from_numpy(np.stack(refs)).permute(0, 3, 1, 2).float() / 255
         cur = torch.from_numpy(np.stack(curs)).permute(0, 3, 1, 2).float() / 255
@@ -135,5 +135,5 @@ def load_clip(cache: FrameCache, index: int, max_frames: int | None = None, stri
     """Frames of one cached clip as a float tensor (T, 3, S, S) in [0, 1]."""
     c = cache.clips[index]
     n = c.count if max_frames is None else min(c.count, max_frames)
-    arr = np.asarray(cache.frames[c.start:c.start + n:stride])
+    arr = np.array(cache.frames[c.start:c.start + n:stride])
     return torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 255

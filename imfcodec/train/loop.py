@@ -216,7 +216,7 @@ class Trainer:
                 adv = hinge_g(fl)
                 fm = feature_matching(rf, ff)
             loss = 10 * l1 + 10 * (perc + fm) + 1 * adv
-        stats = {"l1": l1.item(), "perc": perc.item(), "adv": float(adv), "fm": float(fm), "d": 0.0}
+        stats = {"l1": l1.item(), "perc": perc.item(), "adv": adv.item(), "fm": fm.item(), "d": 0.0}
         if not torch.isfinite(loss):
             return {**stats, "skipped": 1}
         self.opt_g.zero_grad(set_to_none=True)

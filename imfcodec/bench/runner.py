@@ -1,0 +1,232 @@
+"""The whole rd-curve job: load the reference clips, measure every method on them, then write points.csv,
+bd_rate.csv, the plots and report.md. The work is planned first as a list of steps, so one progress bar
+covers the job."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ..errors import UserError
+from . import dcvc, plots, report, vtm
+from .anchors import ANCHORS
+from .clip import Clip, read_clip, write_y4m
+from .points import METRICS, NAN, Point, lpips_model, measure
+
+TOKEN_CODECS = ("zfp", "learned")
+
+
+@dataclass
+class Job:
+    sources: list[str]
+    outdir: str
+    size: int = 256  # reference frames are size x size (0: each source's own size)
+    frames: int | None = None  # at most this many frames of each source
+    anchors: list[str] = field(default_factory=lambda: list(ANCHORS))
+    dms: list[int] = field(default_factory=lambda: [32])
+    token_codecs: list[str] = field(default_factory=lambda: ["zfp"])
+    rates: list[float] = field(default_factory=lambda: [2.0, 4.0, 8.0])  # zfp: bits per token value
+    qsteps: list[float] = field(default_factory=list)  # learned: quantisation steps (none: the codec's default)
+    vtm: list[str] = field(default_factory=list)  # bitstreams or folders of them
+    vtm_encoder: str | None = None
+    vtm_cfg: str | None = None
+    vtm_qps: list[int] = field(default_factory=lambda: [37, 42, 47, 51])
+    dcvc: list[str] = field(default_factory=list)  # DCVC-DC result JSON files
+    dcvc_frames: str | None = None  # the folder DCVC-DC saved its decoded frames in
+
+
+@dataclass
+class Outcome:
+    points: list[Point]
+    bd: list[report.BdRow]
+    checks: list[vtm.Check]
+    notes: list[str]
+    files: list[str]
+
+
+Step = tuple[str, Callable[[], list[Point]]]
+
+
+class _Run:
+    """State shared by the steps: clips as they load, their y4m copies, notes and VTM checks."""
+
+    def __init__(self, job: Job, tmp: str):
+        self.job, self.tmp = job, tmp
+        self.clips: dict[str, Clip] = {}
+        self.y4ms: dict[str, str] = {}
+        self.notes: list[str] = []
+        self.checks: list[vtm.Check] = []
+        self.names = [Path(s).stem for s in job.sources]
+
+    def y4m(self, name: str) -> str:
+        """The clip as an 8-bit 4:2:0 y4m, for encoders that read files."""
+        if name not in self.y4ms:
+            self.y4ms[name] = os.path.join(self.tmp, f"{name}.y4m")
+            write_y4m(self.clips[name].yuv, self.clips[name].fps, self.y4ms[name])
+        return self.y4ms[name]
+
+    def load(self, path: str, name: str) -> list[Point]:
+        self.clips[name] = read_clip(path, self.job.size, self.job.frames)
+        return []
+
+    def anchor(self, codec, name: str, crf: int) -> list[Point]:
+        clip = self.clips[name]
+        decoded, bits, enc, dec = codec.encode_decode(clip.yuv, clip.fps, crf)
+        return [measure(clip, decoded, bits, codec.name, f"crf {crf}", enc, dec)]
+
+    def vtm_stream(self, path: str, name: str) -> list[Point]:
+        point, check = vtm.measure_bitstream(path, self.clips[name])
+        self.checks.append(check)
+        return [point]
+
+    def vtm_encode(self, name: str, qp: int, cfg: str) -> list[Point]:
+        out_dir = os.path.join(self.job.outdir, "vtm")
+        os.makedirs(out_dir, exist_ok=True)
+        path, seconds = vtm.encode(self.job.vtm_encoder, cfg, self.y4m(name), self.clips[name], qp, out_dir)
+        point = self.vtm_stream(path, name)[0]
+        return [dataclasses.replace(point, encode_fps=point.frames / seconds)]
+
+    def dcvc(self, path: str, method: str) -> list[Point]:
+        points, notes = dcvc.points(path, self.clips, self.job.dcvc_frames, method)
+        self.notes += notes
+        return points
+
+    def imfcodec(self, codec, name: str, method: str, setting: str, options: dict) -> list[Point]:
+        """Encode and decode through imfcodec's own pipeline (y4m in, y4m out) and measure like the rest."""
+        clip = self.clips[name]
+        imf, rec = os.path.join(self.tmp, "run.imf"), os.path.join(self.tmp, "run-decoded.y4m")
+        t0 = time.perf_counter()
+        try:
+            codec.encode_file(self.y4m(name), imf, codec.EncodeOptions(**options))
+            t1 = time.perf_counter()
+            codec.decode_file(imf, rec, codec.DecodeOptions())
+        except UserError as e:
+            self.notes.append(f"{method} {setting} on {name} failed: {e}")
+            return [Point(method, name, f"{setting} (failed)", 0, NAN)]
+        t2 = time.perf_counter()
+        info = codec.read_info(imf)
+        decoded = read_clip(rec, 0).yuv
+        return [measure(clip, decoded, info["bytes_total"] * 8, method, setting, t1 - t0, t2 - t1,
+                        info["bpp_tokens"])]
+
+
+def _imfcodec_steps(run: _Run) -> tuple[list[Step], list[Point]]:
+    """A step per source x dm x token codec x rate; a 'missing' row for each dm and codec that cannot run."""
+    try:
+        from .. import codec
+        from ..model.weights import shipped_path
+    except ImportError:
+        codec = None
+    job, steps, missing = run.job, [], []
+    for dm, tc in ((dm, tc) for dm in job.dms for tc in job.token_codecs):
+        method = f"imfcodec dm{dm} {tc}"
+        weights = shipped_path(dm, job.size) if codec and job.size else ""
+        reason = ("imfcodec.codec is not available" if codec is None else
+                  "--size 0: imfcodec codes at its model size" if not job.size else
+                  "" if os.path.isfile(weights) else f"no shipped weights at {weights}")
+        if reason:
+            missing.append(Point(method, "", f"missing: {reason}", 0, NAN))
+            run.notes.append(f"{method}: missing ({reason})")
+            continue
+        for v in (job.rates if tc == "zfp" else job.qsteps or [None]):
+            options = {"dm": dm, "weights": weights, "token_codec": tc}
+            if v is None:
+                setting = "qstep default"
+            else:
+                options["zfp_rate" if tc == "zfp" else "qstep"] = v
+                setting = f"{'rate' if tc == 'zfp' else 'qstep'} {v:g}"
+            steps += [(f"{method} {setting} · {n}", lambda n=n, m=method, s=setting, o=options:
+                       run.imfcodec(codec, n, m, s, o)) for n in run.names]
+    return steps, missing
+
+
+def _check(job: Job) -> None:
+    if not job.sources:
+        raise UserError("no sources given")
+    if job.size < 0 or job.size % 2:
+        raise UserError(f"--size must be 0 or an even number of pixels, not {job.size}")
+    if job.frames is not None and job.frames < 1:
+        raise UserError(f"--frames must be at least 1, not {job.frames}")
+    for a in job.anchors:
+        if a not in ANCHORS:
+            raise UserError(f"unknown anchor {a!r}: choose from {', '.join(ANCHORS)}")
+    for tc in job.token_codecs:
+        if tc not in TOKEN_CODECS:
+            raise UserError(f"unknown token codec {tc!r}: choose from {', '.join(TOKEN_CODECS)}")
+    names = [Path(s).stem for s in job.sources]
+    if len(set(names)) < len(names):
+        raise UserError("two sources share a file name; results are matched to sources by name")
+    if job.vtm_encoder and not os.access(job.vtm_encoder, os.X_OK):
+        raise UserError(f"VTM encoder not found or not executable: {job.vtm_encoder}")
+    if job.vtm_cfg and not os.path.isfile(job.vtm_cfg):
+        raise UserError(f"VTM configuration not found: {job.vtm_cfg}")
+    if job.dcvc_frames and not os.path.isdir(job.dcvc_frames):
+        raise UserError(f"DCVC-DC decoded frames folder not found: {job.dcvc_frames}")
+
+
+def _plan(run: _Run) -> tuple[list[Step], list[Point]]:
+    job = run.job
+    steps: list[Step] = [(f"reading {n}", lambda p=p, n=n: run.load(p, n)) for p, n in zip(job.sources, run.names)]
+    for a in job.anchors:
+        steps += [(f"{a} crf {crf} · {n}", lambda c=ANCHORS[a], n=n, crf=crf: run.anchor(c, n, crf))
+                  for crf in ANCHORS[a].crfs for n in run.names]
+    imf_steps, missing = _imfcodec_steps(run)
+    steps += imf_steps
+    for given in job.vtm:
+        for path in vtm.list_bitstreams([given]):
+            name = vtm.match_source(path, run.names)
+            if name is None and not os.path.isdir(given):
+                raise UserError(f"VTM bitstream {path} matches no source: its name must begin with a source's")
+            if name is None:
+                run.notes.append(f"VTM {path}: no source is named like it; not measured")
+                continue
+            steps.append((f"VTM {Path(path).name}", lambda p=path, n=name: run.vtm_stream(p, n)))
+    if job.vtm_encoder:
+        cfg = job.vtm_cfg or vtm.default_cfg(job.vtm_encoder)
+        steps += [(f"VTM encoding QP {qp} · {n}", lambda n=n, qp=qp: run.vtm_encode(n, qp, cfg))
+                  for qp in job.vtm_qps for n in run.names]
+    for path in job.dcvc:
+        method = "DCVC-DC" if len(job.dcvc) == 1 else f"DCVC-DC {Path(path).stem}"
+        steps.append((f"{method} results", lambda p=path, m=method: run.dcvc(p, m)))
+    return steps, missing
+
+
+def _context(run: _Run) -> list[str]:
+    lines = ["| source | frames | size | fps | PSNR-Y on |", "|---|---|---|---|---|"]
+    lines += [f"| {c.name} | {len(c)} | {c.width}x{c.height} | {float(c.fps):g} | "
+              f"{'the Y plane as stored' if c.yuv_as_stored else 'BT.601 luma from RGB'} |"
+              for c in run.clips.values()]
+    return lines
+
+
+def run(job: Job, console: Console | None = None, quiet: bool = False) -> Outcome:
+    """Run the job and write its outputs into job.outdir."""
+    _check(job)
+    os.makedirs(job.outdir, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="rd-curve-") as tmp:
+        state = _Run(job, tmp)
+        steps, points = _plan(state)
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=console, disable=quiet) as progress:
+            task = progress.add_task("rd-curve", total=len(steps))
+            for label, step in steps:
+                progress.update(task, description=label)
+                points += step()
+                progress.advance(task)
+    if lpips_model()[0] is None:
+        state.notes.append(lpips_model()[1])
+    bd = report.bd_table(points)
+    out = job.outdir
+    files = [os.path.join(out, "points.csv"), os.path.join(out, "bd_rate.csv"), os.path.join(out, "report.md")]
+    report.write_points(points, files[0])
+    report.write_bd(bd, files[1])
+    figures = [p for m in METRICS for p in plots.plot_metric(points, m, out)]
+    report.write_report(files[2], points, bd, state.checks, state.notes, figures, _context(state))
+    return Outcome(points, bd, state.checks, state.notes, files + figures)

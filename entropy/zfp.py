@@ -49,4 +49,7 @@ class ZfpCoder(TokenCoder):
         if len(payload) != self.payload_size(n):
             raise ValueError("token payload has the wrong size for its frame count")
         out = zfpy._decompress(bytes(payload), zfpy.type_float, [n, self.dm], rate=self.rate)
-        return np.ascontiguousarray(out, dtype=np.float32).reshape(n, self.dm)
+        out = np.ascontiguousarray(out, dtype=np.float32).reshape(n, self.dm)
+        if not np.isfinite(out).all():
+            raise ValueError("token payload decodes to non-finite values")
+        return out

@@ -288,11 +288,10 @@ class _Segments:
 def decode_tokens(path: str) -> np.ndarray:
     """All tokens of a file in frame order (keyframe rows are NaN): what the decoder feeds the model."""
     seg = _Segments(path)
-    out = np.full((seg.header.frames, seg.header.dm), np.nan, np.float32)
-    for kind, idx, val in seg:
-        if kind == "tokens":
-            out[idx:idx + len(val)] = val
-    return out
+    rows = []
+    for kind, _, val in seg:
+        rows.append(np.full((1, seg.header.dm), np.nan, np.float32) if kind == "key" else val)
+    return np.concatenate(rows) if rows else np.zeros((0, seg.header.dm), np.float32)
 
 
 @torch.inference_mode()

@@ -209,3 +209,53 @@ def test_api_errors_are_bitstream_errors(tmp_path, encoded, tiny):
     bad.write_bytes(imf.read_bytes()[:20])
     with pytest.raises(BitstreamError):
         decode_file(str(bad), None, dec_opts(tiny))
+
+
+def test_hostile_payloads_with_valid_crcs_fail_cleanly(encoded, tiny):
+    """Random damage behind recomputed CRCs: the decoder raises a user error or decodes; never crashes."""
+    import io
+    import struct
+    import zlib
+
+    from imfcodec import bitstream as bs
+    imf, _ = encoded
+    data = imf.read_bytes()
+    chunks = list(bs.read_chunks(io.BytesIO(data), len(data)))
+    rng = np.random.default_rng(0)
+    for trial in range(30):
+        c = chunks[trial % (len(chunks) - 1)]
+        payload = bytearray(c.payload)
+        for _ in range(1 + trial % 4):
+            payload[rng.integers(len(payload))] = rng.integers(256)
+        body = c.ctype + struct.pack("<I", len(payload)) + bytes(payload)
+        new = body + struct.pack("<I", zlib.crc32(body))
+        old_len = 12 + len(c.payload)
+        mutated = data[:c.offset] + new + data[c.offset + old_len:]
+        path = imf.parent / f"fuzz{trial}.imf"
+        path.write_bytes(mutated)
+        try:
+            decode_file(str(path), None, dec_opts(tiny))
+        except UserError:
+            pass
+
+
+def test_audio_stream_is_ignored(tmp_path, tiny):
+    import av
+    path = tmp_path / "av.mkv"
+    with av.open(str(path), "w") as c:
+        v = c.add_stream("ffv1", rate=25)
+        v.width, v.height, v.pix_fmt = 48, 36, "yuv420p"
+        a = c.add_stream("pcm_s16le", rate=8000)
+        for i in range(5):
+            f = av.VideoFrame.from_ndarray(np.full((36, 48, 3), 40 * i, np.uint8), format="rgb24")
+            for p in v.encode(f):
+                c.mux(p)
+            af = av.AudioFrame.from_ndarray(np.zeros((1, 320), np.int16), format="s16", layout="mono")
+            af.sample_rate = 8000
+            for p in a.encode(af):
+                c.mux(p)
+        for s in (v, a):
+            for p in s.encode():
+                c.mux(p)
+    r = encode_file(str(path), str(tmp_path / "av.imf"), enc_opts(tiny))
+    assert r.frames == 5

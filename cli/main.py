@@ -9,6 +9,7 @@ from .decode import decode
 from .demo import demo
 from .encode import encode
 from .info import info
+from .rd_curve import rd_curve
 from .train import train
 
 
@@ -20,6 +21,7 @@ def cli():
 
 for command in (encode, decode, info, demo, train):
     cli.add_command(command)
+cli.add_command(rd_curve)
 
 if __name__ == "__main__":
     cli()

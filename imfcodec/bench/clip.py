@@ -29,14 +29,11 @@ class Yuv420:
     @classmethod
     def from_rgb(cls, rgb: np.ndarray) -> "Yuv420":
         """(T, H, W, 3) uint8 RGB with even H and W -> 4:2:0 planes."""
-        return cls(np.stack([_rgb_frame(f).reformat(format="yuv420p", dst_colorspace="itu601").to_ndarray()
-                             for f in rgb]))
+        frames = (av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24") for f in rgb)
+        return cls(np.stack([f.reformat(format="yuv420p", dst_colorspace="itu601").to_ndarray() for f in frames]))
 
     def __len__(self) -> int:
         return self.packed.shape[0]
-
-    def __getitem__(self, s: slice) -> "Yuv420":
-        return Yuv420(self.packed[s])
 
     @property
     def height(self) -> int:
@@ -59,15 +56,10 @@ class Yuv420:
         return np.stack([f.reformat(format="rgb24", src_colorspace="itu601").to_ndarray() for f in self.frames()])
 
 
-def _rgb_frame(img: np.ndarray) -> av.VideoFrame:
-    return av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
-
-
 @dataclass
 class Clip:
     """One source as the benchmark sees it."""
     name: str  # the source's file name without extension: bitstreams and results match it by prefix
-    path: str
     fps: Fraction
     yuv: Yuv420  # what the encoders read
     rgb: np.ndarray  # (T, H, W, 3) uint8: the reference for PSNR-RGB and MS-SSIM
@@ -123,10 +115,10 @@ def read_clip(path: str, size: int = 256, max_frames: int | None = None) -> Clip
     name = os.path.splitext(os.path.basename(path))[0]
     yuv = _stored_planes(path, size, max_frames)
     if yuv is not None:
-        return Clip(name, path, info.fps, yuv, yuv.rgb(), True)
+        return Clip(name, info.fps, yuv, yuv.rgb(), True)
     rgb = _mapped_rgb(path, size, max_frames)
     yuv = Yuv420.from_rgb(rgb)
-    return Clip(name, path, info.fps, yuv, rgb, False)
+    return Clip(name, info.fps, yuv, rgb, False)
 
 
 def write_y4m(yuv: Yuv420, fps: Fraction, path: str) -> None:

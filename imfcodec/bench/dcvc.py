@@ -93,11 +93,11 @@ def _nonzero(v: float) -> float:
     return float(v) if v else NAN
 
 
-def points(path: str, clips: dict[str, Clip], frames_root: str | None = None,
+def points(results: list[Result], clips: dict[str, Clip], frames_root: str | None = None,
            method: str = "DCVC-DC") -> tuple[list[Point], list[str]]:
     """Points for the results whose sequence matches a source by name prefix, and notes on the rest."""
     out, notes = [], []
-    for r in read_results(path):
+    for r in results:
         name = match_source(r.sequence, list(clips)) or match_source(str(r.values.get("video_path", "")),
                                                                       list(clips))
         where = f"{method} {r.dataset}/{r.sequence} rate {r.rate}"

@@ -9,10 +9,12 @@ import os
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator
 
 from .points import Point, curve, methods
 
-LABELS = {"psnr_rgb": "PSNR-RGB (dB)", "psnr_y": "PSNR-Y (dB)", "msssim": "MS-SSIM", "lpips": "LPIPS (lower is better)"}
+LABELS = {"psnr_rgb": "PSNR-RGB (dB)", "psnr_y": "PSNR-Y (dB)", "msssim": "MS-SSIM",
+          "lpips": "LPIPS (lower is better)"}
 
 
 def plot_metric(points: list[Point], metric: str, outdir: str) -> list[str]:
@@ -35,6 +37,10 @@ def plot_metric(points: list[Point], metric: str, outdir: str) -> list[str]:
     if not drawn:
         return []
     ax.set_xscale("log")
+    decimal = FuncFormatter(lambda v, _: f"{v:g}")  # 0.02 rather than 2x10^-2: bpp reads better as a decimal
+    ax.xaxis.set_minor_locator(LogLocator(subs=(2, 5)))
+    ax.xaxis.set_major_formatter(decimal)
+    ax.xaxis.set_minor_formatter(decimal)
     ax.set_xlabel("bits per pixel (log scale)")
     ax.set_ylabel(LABELS.get(metric, metric))
     ax.set_title(f"{LABELS.get(metric, metric)} against rate, mean over sources")

@@ -53,10 +53,12 @@ def bd_table(points: list[Point]) -> list[BdRow]:
 
 
 def _fmt(v) -> str:
-    """Four decimals, or four significant digits for small values (bpp)."""
-    if isinstance(v, float):
-        return "" if math.isnan(v) else f"{v:.4g}" if abs(v) < 1e-2 else f"{v:.4f}"
-    return str(v)
+    """Four significant digits for small values (bpp), one decimal for large ones (fps), else four decimals."""
+    if not isinstance(v, float):
+        return str(v)
+    if math.isnan(v):
+        return ""
+    return f"{v:.4g}" if abs(v) < 1e-2 else f"{v:.1f}" if abs(v) >= 100 else f"{v:.4f}"
 
 
 def _write_csv(path: str, header: tuple[str, ...], rows: list) -> None:

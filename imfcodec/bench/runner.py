@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..errors import UserError
+from ..video_io import probe
 from . import dcvc, plots, report, vtm
 from .anchors import ANCHORS
 from .clip import Clip, read_clip, write_y4m
@@ -93,8 +94,8 @@ class _Run:
         point = self.vtm_stream(path, name)[0]
         return [dataclasses.replace(point, encode_fps=point.frames / seconds)]
 
-    def dcvc(self, path: str, method: str) -> list[Point]:
-        points, notes = dcvc.points(path, self.clips, self.job.dcvc_frames, method)
+    def dcvc(self, results: list[dcvc.Result], method: str) -> list[Point]:
+        points, notes = dcvc.points(results, self.clips, self.job.dcvc_frames, method)
         self.notes += notes
         return points
 
@@ -160,6 +161,8 @@ def _check(job: Job) -> None:
     for tc in job.token_codecs:
         if tc not in TOKEN_CODECS:
             raise UserError(f"unknown token codec {tc!r}: choose from {', '.join(TOKEN_CODECS)}")
+    for s in job.sources:
+        probe(s)  # a missing or unreadable source fails here, before any work
     names = [Path(s).stem for s in job.sources]
     if len(set(names)) < len(names):
         raise UserError("two sources share a file name; results are matched to sources by name")
@@ -194,7 +197,8 @@ def _plan(run: _Run) -> tuple[list[Step], list[Point]]:
                   for qp in job.vtm_qps for n in run.names]
     for path in job.dcvc:
         method = "DCVC-DC" if len(job.dcvc) == 1 else f"DCVC-DC {Path(path).stem}"
-        steps.append((f"{method} results", lambda p=path, m=method: run.dcvc(p, m)))
+        results = dcvc.read_results(path)  # a bad file fails here, before any work
+        steps.append((f"{method} results", lambda r=results, m=method: run.dcvc(r, m)))
     return steps, missing
 
 
@@ -212,7 +216,8 @@ def run(job: Job, console: Console | None = None, quiet: bool = False) -> Outcom
     os.makedirs(job.outdir, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="rd-curve-") as tmp:
         state = _Run(job, tmp)
-        steps, points = _plan(state)
+        steps, missing = _plan(state)
+        points = []
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console, disable=quiet) as progress:
             task = progress.add_task("rd-curve", total=len(steps))
@@ -220,6 +225,7 @@ def run(job: Job, console: Console | None = None, quiet: bool = False) -> Outcom
                 progress.update(task, description=label)
                 points += step()
                 progress.advance(task)
+    points += missing
     if lpips_model()[0] is None:
         state.notes.append(lpips_model()[1])
     bd = report.bd_table(points)

@@ -1,0 +1,129 @@
+"""The rd-curve command end to end on a tiny synthetic clip (64x64, 4 frames), with a stand-in for imfcodec's
+codec API (no trained weights needed), and its errors."""
+import csv
+import json
+import os
+import sys
+import types
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import imfcodec
+import imfcodec.model.weights
+from cli.rd_curve import rd_curve
+from imfcodec.bench.clip import Yuv420, read_clip, write_y4m
+
+from .conftest import make_clip
+
+
+COLUMNS = ["method", "source", "setting", "frames", "bpp_total", "bpp_tokens", "psnr_rgb", "psnr_y", "msssim",
+           "lpips", "encode_fps", "decode_fps"]
+
+
+@dataclass
+class EncodeOptions:
+    dm: int = 32
+    weights: str | None = None
+    token_codec: str = "zfp"
+    zfp_rate: float = 8.0
+    qstep: float = 0.1
+    max_frames: int | None = None
+
+
+@dataclass
+class DecodeOptions:
+    pass
+
+
+def fake_codec() -> types.ModuleType:
+    """imfcodec.codec's API as rd-curve uses it: the 'decode' is the source plus noise that falls with rate."""
+    made = {}
+
+    def encode_file(src, dst, opts, progress=None):
+        with open(dst, "wb") as f:
+            f.write(bytes(200 + int(opts.dm * opts.zfp_rate * 4 / 8)))  # a keyframe, then 4 tokens
+        made[dst] = (src, opts.zfp_rate)
+
+    def decode_file(src, dst, opts, progress=None):
+        source, rate = made[src]
+        yuv = read_clip(source, 0).yuv
+        noise = np.random.default_rng(0).normal(0, 24 / rate, yuv.packed.shape)
+        write_y4m(Yuv420((yuv.packed + noise).clip(0, 255).astype(np.uint8)), 25, dst)
+
+    def read_info(path):
+        total = os.path.getsize(path)
+        return {"bytes_total": total, "bpp_tokens": (total - 200) * 8 / (4 * 64 * 64)}
+
+    return types.SimpleNamespace(encode_file=encode_file, decode_file=decode_file, read_info=read_info,
+                                 EncodeOptions=EncodeOptions, DecodeOptions=DecodeOptions)
+
+
+def test_rd_curve_end_to_end(tmp_path, monkeypatch):
+    codec = fake_codec()
+    monkeypatch.setitem(sys.modules, "imfcodec.codec", codec)
+    monkeypatch.setattr(imfcodec, "codec", codec, raising=False)
+    weights = tmp_path / "dm32.safetensors"
+    weights.write_bytes(b"stand-in")
+    monkeypatch.setattr(imfcodec.model.weights, "shipped_path",
+                        lambda dm, size=256: str(weights if dm == 32 else tmp_path / f"dm{dm}-absent"))
+    src = str(make_clip(tmp_path / "tiny.y4m", frames=4, w=64, h=64))
+    results = tmp_path / "synthetic_dcvc_dc.json"  # SYNTHETIC, after the schema: no real DCVC-DC output exists here
+    results.write_text(json.dumps({"synthetic": {"tiny": {f"00{i}": {
+        "frame_pixel_num": 64 * 64, "i_frame_num": 1, "p_frame_num": 3, "ave_all_frame_bpp": bpp,
+        "ave_all_frame_psnr": psnr, "ave_all_frame_msssim": ssim} for i, (bpp, psnr, ssim) in
+        enumerate([(0.05, 27.0, 0.85), (0.1, 31.0, 0.92), (0.2, 35.0, 0.96)])}}}))
+    out = tmp_path / "out"
+    res = CliRunner().invoke(rd_curve, [src, "-o", str(out), "--anchors", "x264", "--dm", "32,64", "--rates",
+                                        "2,4,8,16", "--size", "64", "--dcvc-dc", str(results)])
+    assert res.exit_code == 0, res.output
+    with open(out / "points.csv") as f:
+        reader = csv.DictReader(f)
+        assert reader.fieldnames == COLUMNS
+        rows = list(reader)
+    by_method = {}
+    for r in rows:
+        by_method.setdefault(r["method"], []).append(r)
+    assert len(by_method["x264"]) == 5 and all(r["frames"] == "4" for r in by_method["x264"])
+    assert [r["setting"] for r in by_method["imfcodec dm32 zfp"]] == ["rate 2", "rate 4", "rate 8", "rate 16"]
+    assert all(float(r["bpp_tokens"]) < float(r["bpp_total"]) for r in by_method["imfcodec dm32 zfp"])
+    (missing,) = by_method["imfcodec dm64 zfp"]
+    assert missing["setting"].startswith("missing: no shipped weights") and missing["bpp_total"] == ""
+    with open(out / "bd_rate.csv") as f:
+        bd = list(csv.DictReader(f))
+    assert {(r["method"], r["anchor"], r["metric"]) for r in bd} == \
+        {("imfcodec dm32 zfp", "x264", m) for m in ("psnr_rgb", "psnr_y", "msssim")} | \
+        {("imfcodec dm32 zfp", "DCVC-DC", m) for m in ("psnr_rgb", "msssim")}
+    assert [r["setting"] for r in by_method["DCVC-DC"]] == ["rate_idx 000", "rate_idx 001", "rate_idx 002"]
+    for name in ("report.md", "rd_psnr_rgb.png", "rd_psnr_rgb.svg", "rd_psnr_y.png", "rd_msssim.svg"):
+        assert (out / name).stat().st_size > 0
+    report = (out / "report.md").read_text()
+    assert "imfcodec dm64 zfp: missing" in report and "LPIPS" in report and "the Y plane as stored" in report
+
+
+@pytest.mark.parametrize("args, message", [
+    (["absent.mp4"], "input not found"),
+    (["{src}", "--dm", "32,x"], "--dm: expected comma-separated int"),
+    (["{src}", "--anchors", "x266"], "unknown anchor 'x266'"),
+    (["{src}", "--size", "63"], "--size must be 0 or an even number"),
+    (["{src}", "--frames", "0"], "--frames must be at least 1"),
+    (["{src}", "--token-codec", "gzip"], "unknown token codec"),
+    (["{src}", "--vtm", "{src}"], "not a VTM bitstream"),
+    (["{src}", "--dcvc-dc", "absent.json"], "cannot read DCVC-DC results"),
+])
+def test_bad_input_is_one_clear_line(tmp_path, args, message):
+    src = str(make_clip(tmp_path / "tiny.y4m", frames=1, w=64, h=64))
+    res = CliRunner().invoke(rd_curve, [a.format(src=src) for a in args] + ["-o", str(tmp_path / "out")])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    (line,) = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+    assert message in line, res.stderr
+
+
+def test_reference_clips(tmp_path):
+    src = str(make_clip(tmp_path / "wide.y4m", frames=3, w=80, h=48))
+    as_stored = read_clip(src, 0)
+    assert as_stored.yuv_as_stored and (as_stored.width, as_stored.height, len(as_stored)) == (80, 48, 3)
+    mapped = read_clip(src, 32, max_frames=2)
+    assert not mapped.yuv_as_stored and mapped.rgb.shape == (2, 32, 32, 3) and mapped.yuv.packed.shape == (2, 48, 32)

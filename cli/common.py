@@ -68,3 +68,17 @@ def device_option(f):
 def weights_option(f):
     return click.option("--weights", type=click.Path(dir_okay=False), default=None,
                         help="Weights file (.safetensors); default: the shipped weights for the token size.")(f)
+
+
+def network_options(f):
+    """Options shared by encode and decode: batch, weights, device, output style."""
+    for opt in reversed([
+        click.option("--batch", type=click.IntRange(1, 256), default=8, show_default=True,
+                     help="Frames per network batch."),
+        weights_option, device_option,
+        click.option("--allow-untrained", is_flag=True, hidden=True),
+        click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout."),
+        click.option("-q", "--quiet", is_flag=True, help="No progress bar."),
+    ]):
+        f = opt(f)
+    return f

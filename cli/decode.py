@@ -5,7 +5,7 @@ import click
 
 from imfcodec.codec import DecodeOptions, decode_file
 
-from .common import console, device_option, print_json, progress_bar, run_guarded, weights_option
+from .common import console, network_options, print_json, progress_bar, run_guarded
 
 
 @click.command("decode")
@@ -13,12 +13,7 @@ from .common import console, device_option, print_json, progress_bar, run_guarde
 @click.option("-o", "--output", "dst", required=True, type=click.Path(dir_okay=False),
               help="Output video: .mp4, .mkv or .y4m.")
 @click.option("--scale-to-source", is_flag=True, help="Output at the source's size instead of the coded size.")
-@click.option("--batch", type=click.IntRange(1, 256), default=8, show_default=True, help="Frames per network batch.")
-@weights_option
-@device_option
-@click.option("--allow-untrained", is_flag=True, hidden=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@network_options
 def decode(src, dst, scale_to_source, batch, weights, device, allow_untrained, as_json, quiet):
     """Decode the .imf file SRC into a video."""
     opts = DecodeOptions(weights=weights, device=device, batch=batch, scale_to_source=scale_to_source,

@@ -5,7 +5,7 @@ import click
 
 from imfcodec.codec import EncodeOptions, encode_file
 
-from .common import console, device_option, print_json, progress_bar, run_guarded, weights_option
+from .common import console, network_options, print_json, progress_bar, run_guarded
 
 
 @click.command("encode")
@@ -29,12 +29,7 @@ from .common import console, device_option, print_json, progress_bar, run_guarde
               help="Frames between keyframes; 0 = only the first frame.")
 @click.option("--frames", "max_frames", type=click.IntRange(min=1), default=None,
               help="Encode at most this many frames.")
-@click.option("--batch", type=click.IntRange(1, 256), default=8, show_default=True, help="Frames per network batch.")
-@weights_option
-@device_option
-@click.option("--allow-untrained", is_flag=True, hidden=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@network_options
 def encode(src, dst, dm, token_codec, zfp_rate, qstep, resize, keyframe_codec, keyframe_quality,
            keyframe_interval, max_frames, batch, weights, device, allow_untrained, as_json, quiet):
     """Encode the video SRC into an .imf file."""

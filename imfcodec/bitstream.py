@@ -8,7 +8,6 @@ carry coded tokens; END closes the file (a file without it is truncated).
 """
 from __future__ import annotations
 
-import io
 import struct
 import zlib
 from dataclasses import dataclass
@@ -173,11 +172,3 @@ def read_chunks(f: BinaryIO, size: int) -> Iterator[Chunk]:
             if f.read(1):
                 raise BitstreamError(f"corrupt .imf file: data after the END chunk at byte {offset}")
             return
-
-
-def read_header(path: str) -> tuple[Header, list[Chunk]]:
-    """Parse and check a whole .imf file (small by design) into its header and chunk list."""
-    with open(path, "rb") as f:
-        data = f.read()
-    chunks = list(read_chunks(io.BytesIO(data), len(data)))
-    return Header.unpack(chunks[0].payload), chunks

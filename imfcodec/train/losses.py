@@ -7,27 +7,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..metrics import _gauss
+from ..metrics import gaussian_window, ssim_maps
 
-_WIN = _gauss().float()
-
-
-def ssim_map_mean(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    c1, c2 = 0.01 ** 2, 0.03 ** 2
-    ch = x.shape[1]
-    k = _WIN.shape[0]
-    wx = _WIN.view(1, 1, 1, k).repeat(ch, 1, 1, 1).to(x)
-    wy = _WIN.view(1, 1, k, 1).repeat(ch, 1, 1, 1).to(x)
-
-    def blur(t):
-        return F.conv2d(F.conv2d(t, wx, groups=ch), wy, groups=ch)
-
-    mx, my = blur(x), blur(y)
-    sxx = blur(x * x) - mx * mx
-    syy = blur(y * y) - my * my
-    sxy = blur(x * y) - mx * my
-    s = (2 * mx * my + c1) * (2 * sxy + c2) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
-    return s.mean()
+_WIN = gaussian_window().float()
 
 
 def pyramid_loss(fake: torch.Tensor, real: torch.Tensor, scales: int = 4) -> torch.Tensor:
@@ -37,7 +19,7 @@ def pyramid_loss(fake: torch.Tensor, real: torch.Tensor, scales: int = 4) -> tor
         if i:
             fake, real = F.avg_pool2d(fake, 2), F.avg_pool2d(real, 2)
         if min(fake.shape[-2:]) >= 11:
-            total = total + (1 - ssim_map_mean(fake.float(), real.float()))
+            total = total + (1 - ssim_maps(fake.float(), real.float(), _WIN)[0].mean())
         total = total + (fake - real).abs().mean()
     return total / scales
 

@@ -17,8 +17,8 @@ from .common import console, network_options, print_json, progress_bar, run_guar
               help="How tokens are coded.")
 @click.option("--rate", "zfp_rate", type=click.FloatRange(1, 32), default=8.0, show_default=True,
               help="ZFP fixed rate, in bits per token value.")
-@click.option("--qstep", type=click.FloatRange(min=1e-4), default=None,
-              help="Quantization step of the learned token codec (token units).")
+@click.option("--qstep", type=click.FloatRange(min=2 ** -16, max=2 ** 10), default=None,
+              help="Quantization step of the learned token codec, in token units (default: the prior's own).")
 @click.option("--resize", type=click.Choice(["crop", "stretch", "pad"]), default="crop", show_default=True,
               help="How frames map to the model's square size: centre crop, stretch, or letterbox.")
 @click.option("--keyframe-codec", type=click.Choice(["hevc", "av1", "png"]), default="hevc", show_default=True,

@@ -1,0 +1,381 @@
+"""Learned conditional token coder: a small prior network predicts, from the previous decoded token of the
+segment, a discretised Laplace per dimension for the current quantized token, and a range coder spends bits
+accordingly.
+
+The decoder must rebuild the encoder's probability model bit for bit on any machine, so nothing on the
+model's path uses libm, BLAS or a thread-dependent reduction: the prior runs in int64 fixed point, its
+outputs snap to a mean grid and a table of dyadic scales, and the Laplace tables are integer frequencies
+computed once with correctly rounded decimal arithmetic. constriction then codes with those exact integers.
+See docs_learned_stream.md for the wire format.
+"""
+from __future__ import annotations
+
+import decimal
+import hashlib
+import json
+import os
+import struct
+from dataclasses import dataclass
+from importlib import resources
+
+import constriction
+import numpy as np
+from safetensors.numpy import load as load_safetensors
+
+from .base import TokenCoder
+
+FORMAT = "imfcodec-prior-1"      # the prior file's format tag
+VERSION = 1                      # first byte of params()
+PARAMS = struct.Struct("<Bf16s")  # version, qstep (float32), prior id
+
+FA = 16                  # fractional bits of the prior's activations, inputs and outputs
+FW = 14                  # fractional bits of its weights
+ACT_MAX = 2 ** (FA + 11)  # inputs are clamped to [-ACT_MAX, ACT_MAX], hidden activations to [0, ACT_MAX]
+OUT_MAX = 2 ** 40        # outputs clamped to [-OUT_MAX, OUT_MAX]
+W_LIMIT = 2 ** 20        # |weight| < W_LIMIT and |bias| < B_LIMIT: with at most MAX_IN inputs every
+B_LIMIT = 2 ** 46        # sum stays below 2**59, exact in int64
+MAX_IN = 2048            # dm + 1 and the hidden width are at most this
+MAX_EXP = 40             # |per-dimension unit exponent|
+
+MEAN_GRID = 32           # means are snapped to multiples of 1/32 of a quantization step
+TAIL = 128               # symbols code q - floor(mean) in [-TAIL, TAIL]; beyond that an escape
+ALPHABET = 2 * TAIL + 3  # escape-low, the 2*TAIL+1 offsets, escape-high
+PRECISION = 24           # constriction's default range coder: frequencies sum to 2**24
+FREE = 2 ** PRECISION - ALPHABET  # the coder adds 1 to each of our weights, so ours sum to this
+SCALE_MANT = (16, 19, 23, 27)     # scale j = SCALE_MANT[j % 4] * 2**(j // 4) / 256 quantization steps
+NUM_SCALES = 41          # j = 0 .. 40: 1/16 .. 64 steps, about 2**(j/4 - 4)
+SCALE_ZERO = 16          # index of the scale nearest 1 step
+QMAX = 2 ** 20 - 1       # |q| bound: tokens beyond QMAX * qstep are clamped
+ESC_BITS = 32            # the escape's bit length is coded uniformly among 0..31 (valid: 0..21)
+QSTEP_MIN, QSTEP_MAX = 2.0 ** -16, 2.0 ** 10
+MAX_FRAMES = 1 << 16     # tokens per chunk
+MAX_BITS_PER_VALUE = PRECISION + 5 + 21  # worst case: a least likely escape, its length and its bits
+
+_CAT = constriction.stream.model.Categorical(perfect=False)
+_UNIFORM = constriction.stream.model.Uniform()
+
+
+def prior_id(data: bytes) -> bytes:
+    """The prior's identity in the stream: the first 16 bytes of the SHA-256 of its file."""
+    return hashlib.sha256(data).digest()[:16]
+
+
+def shipped_prior_path(dm: int, size: int = 256) -> str:
+    """Where the prior for a token size ships, beside the model weights."""
+    return str(resources.files("imfcodec").joinpath("weights", f"prior-dm{dm}-{size}.safetensors"))
+
+
+def _shipped_priors(dm: int) -> list[str]:
+    d = resources.files("imfcodec").joinpath("weights")
+    if not d.is_dir():
+        return []
+    return sorted(str(p) for p in d.iterdir()
+                  if p.name.startswith(f"prior-dm{dm}-") and p.name.endswith(".safetensors"))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Laplace frequency tables
+
+_DEC = decimal.Context(prec=34, rounding=decimal.ROUND_HALF_EVEN, Emin=-999999, Emax=999999)
+_TABLE = np.zeros((NUM_SCALES, MEAN_GRID, ALPHABET), np.float64)
+_TABLE_DONE = np.zeros(NUM_SCALES, bool)
+
+
+def _scale_rows(j: int) -> np.ndarray:
+    """Integer weights (MEAN_GRID, ALPHABET) for scale j, one row per mean offset phi / MEAN_GRID.
+
+    Row phi holds floor(FREE * CDF(edge)) differences of a Laplace(phi / MEAN_GRID, scale_j) at the bin
+    edges k - 1/2 (k = -TAIL .. TAIL + 1), with escape-low and escape-high taking the two tails. Decimal
+    arithmetic at 34 digits (every operation through _DEC, never the thread's default context) is
+    correctly rounded, so every machine computes the same table.
+    """
+    c, D = _DEC, decimal.Decimal
+    beta = c.divide(D(256), D(SCALE_MANT[j % 4] << (j // 4)))  # 1 / scale
+    r = c.exp(c.minus(beta))
+    half, three_halves = D("0.5"), D("1.5")
+    rows = np.empty((MEAN_GRID, ALPHABET), np.float64)
+    for phi in range(MEAN_GRID):
+        mu = c.divide(D(phi), D(MEAN_GRID))
+        cdf = []
+        t = c.multiply(half, c.exp(c.minus(c.multiply(c.add(mu, half), beta))))  # CDF(-1/2 - i), i = 0 .. TAIL
+        for _ in range(TAIL + 1):
+            cdf.append(t)
+            t = c.multiply(t, r)
+        cdf.reverse()
+        if mu <= half:                                                    # CDF(1/2)
+            cdf.append(c.subtract(D(1), c.multiply(half, c.exp(c.minus(c.multiply(c.subtract(half, mu), beta))))))
+        else:
+            cdf.append(c.multiply(half, c.exp(c.minus(c.multiply(c.subtract(mu, half), beta)))))
+        t = c.multiply(half, c.exp(c.minus(c.multiply(c.subtract(three_halves, mu), beta))))  # 1 - CDF(3/2 + i)
+        for _ in range(TAIL):
+            cdf.append(c.subtract(D(1), t))
+            t = c.multiply(t, r)
+        ints = [0] + [int(c.multiply(v, D(FREE))) for v in cdf] + [FREE]
+        cum = np.maximum.accumulate(np.array(ints, np.int64))
+        rows[phi] = np.diff(cum)
+    return rows
+
+
+def laplace_rows(j: np.ndarray, phi: np.ndarray) -> np.ndarray:
+    """Weights (len, ALPHABET) for per-symbol scale indices and mean offsets; tables are built on first use."""
+    for s in np.unique(j):
+        if not _TABLE_DONE[s]:
+            _TABLE[s] = _scale_rows(int(s))
+            _TABLE_DONE[s] = True
+    return _TABLE[j, phi]
+
+
+# ----------------------------------------------------------------------------------------------------
+# The integer prior
+
+@dataclass
+class IntPrior:
+    """The exported prior: int64 affine layers on fixed-point numbers, bit exact on every machine.
+
+    Dimension d of a token is counted in units of 2**exp[d] (about its spread, so that FA fractional bits
+    resolve it finely whatever the token scale). Input z = [x (dm values in those units, FA fractional
+    bits), first-token flag (1 << FA)]. Hidden layers h = clamp((W h_prev + B) >> FW, 0, ACT_MAX); the
+    output o = clamp((W h + S z + B) >> FW, +-OUT_MAX) holds the mean (same units as x) and log2 of the
+    scale (log2 of token units), both with FA fractional bits.
+    """
+    dm: int
+    exp: np.ndarray
+    hidden: list[tuple[np.ndarray, np.ndarray]]
+    out_w: np.ndarray
+    skip: np.ndarray
+    out_b: np.ndarray
+    id: bytes
+    meta: dict
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "IntPrior":
+        try:
+            t = load_safetensors(data)
+            (hlen,) = struct.unpack("<Q", data[:8])
+            meta = json.loads(data[8:8 + hlen]).get("__metadata__", {})
+        except Exception as e:  # safetensors raises its own error types on bad input
+            raise ValueError(f"not a prior file ({e})") from None
+        if meta.get("format") != FORMAT:
+            raise ValueError("not an imfcodec prior file")
+        try:
+            dm, depth, qstep = int(meta["dm"]), int(meta["layers"]), float(meta["qstep"])
+            if any(a.dtype.kind != "i" for a in t.values()) or not 0 <= depth <= 8 or not qstep > 0:
+                raise ValueError("integer tensors, 0..8 hidden layers and a positive qstep expected")
+            hidden = [(t[f"w{i}"].astype(np.int64), t[f"b{i}"].astype(np.int64)) for i in range(depth)]
+            out_w, skip, out_b, exp = (t[k].astype(np.int64) for k in ("w_out", "skip", "b_out", "exp"))
+        except (KeyError, ValueError) as e:
+            raise ValueError(f"bad prior file ({e})") from None
+        prior = cls(dm, exp, hidden, out_w, skip, out_b, prior_id(data), meta)
+        prior._check()
+        return prior
+
+    @classmethod
+    def load(cls, path: str) -> "IntPrior":
+        with open(path, "rb") as f:
+            return cls.from_bytes(f.read())
+
+    def _check(self) -> None:
+        """Shapes and ranges that keep every int64 sum exact (no overflow) whatever the file says."""
+        width = self.dm + 1
+        if not 1 <= width <= MAX_IN or self.exp.shape != (self.dm,) or np.abs(self.exp).max() > MAX_EXP:
+            raise ValueError("bad prior dm or unit exponents")
+        for w, b in self.hidden + [(self.out_w, self.out_b)]:
+            if w.ndim != 2 or w.shape[1] != width or b.shape != (w.shape[0],) or not 1 <= w.shape[0] <= MAX_IN:
+                raise ValueError("prior layer shapes do not chain")
+            width = w.shape[0]
+        if self.out_w.shape[0] != 2 * self.dm or self.skip.shape != (2 * self.dm, self.dm + 1):
+            raise ValueError("prior output shape does not fit dm")
+        for w in [w for w, _ in self.hidden] + [self.out_w, self.skip]:
+            if np.abs(w).max() >= W_LIMIT:
+                raise ValueError("prior weight out of range")
+        for _, b in self.hidden + [(None, self.out_b)]:
+            if np.abs(b).max() >= B_LIMIT:
+                raise ValueError("prior bias out of range")
+
+    def __call__(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(mean in units of 2**exp, log2 scale) with FA fractional bits, for inputs z (n, dm + 1) int64."""
+        h = z
+        for w, b in self.hidden:
+            h = np.clip((h @ w.T + b) >> FW, 0, ACT_MAX)
+        o = np.clip((h @ self.out_w.T + z @ self.skip.T + self.out_b) >> FW, -OUT_MAX, OUT_MAX)
+        return o[:, :self.dm], o[:, self.dm:]
+
+
+def log2_fixed(x: float) -> int:
+    """round(log2(x) * 2**FA) from correctly rounded decimal logarithms: the same on every machine."""
+    c = _DEC
+    v = c.multiply(c.divide(c.ln(decimal.Decimal(x)), c.ln(decimal.Decimal(2))), decimal.Decimal(1 << FA))
+    return int(v.to_integral_value(rounding=decimal.ROUND_HALF_EVEN))
+
+
+# ----------------------------------------------------------------------------------------------------
+# The coder
+
+class LearnedCoder(TokenCoder):
+    """Uniform scalar quantization with step qstep, coded under the integer prior's Laplace model."""
+    name = "learned"
+
+    def __init__(self, dm: int, qstep: float, prior: IntPrior):
+        super().__init__(dm)
+        qstep = float(np.float32(qstep))
+        if not QSTEP_MIN <= qstep <= QSTEP_MAX:
+            raise ValueError(f"qstep must be in [{QSTEP_MIN}, {QSTEP_MAX}], got {qstep}")
+        if prior.dm != dm:
+            raise ValueError(f"the prior is for dm={prior.dm}, the stream has dm={dm}")
+        self.qstep = qstep
+        self.prior = prior
+        unit = np.ldexp(qstep, FA - prior.exp)        # one step in fixed point, per dimension: exact
+        self._in_scale = unit                         # q -> prior input (q * unit is exact in float64)
+        self._mean_div = unit / MEAN_GRID             # prior mean -> multiples of 1/MEAN_GRID step
+        self._log2_q = log2_fixed(qstep)
+        self._prev: np.ndarray | None = None
+
+    @classmethod
+    def for_encoding(cls, dm: int, qstep: float | None = None, prior: str | None = None,
+                     size: int = 256) -> "LearnedCoder":
+        """Encoder side: the prior file given, else the shipped one for (dm, size); qstep defaults to the
+        step the prior was trained for."""
+        path = prior or shipped_prior_path(dm, size)
+        if not os.path.isfile(path):
+            raise ValueError(f"no learned prior for dm={dm}: {path} is missing (train one with "
+                             "entropy.train_prior)")
+        p = IntPrior.load(path)
+        return cls(dm, float(qstep if qstep is not None else p.meta["qstep"]), p)
+
+    @classmethod
+    def from_params(cls, dm: int, data: bytes, prior: str | None = None) -> "LearnedCoder":
+        """Decoder side: finds the prior whose id the header names (the file given, else the shipped ones)."""
+        if len(data) != PARAMS.size:
+            raise ValueError("bad learned-coder parameters")
+        version, qstep, pid = PARAMS.unpack(data)
+        if version != VERSION:
+            raise ValueError(f"learned-coder version {version} is not supported")
+        if not np.isfinite(qstep):
+            raise ValueError("bad qstep")
+        for path in [prior] if prior else _shipped_priors(dm):
+            with open(path, "rb") as f:
+                blob = f.read()
+            if prior_id(blob) == pid:
+                return cls(dm, qstep, IntPrior.from_bytes(blob))
+        raise ValueError(f"the stream needs learned prior {pid.hex()}, which is not "
+                         f"{'the one given' if prior else 'shipped'} for dm={dm}")
+
+    def params(self) -> bytes:
+        return PARAMS.pack(VERSION, self.qstep, self.prior.id)
+
+    def reset(self) -> None:
+        self._prev = None
+
+    # -- the model -----------------------------------------------------------------------------------
+
+    def _inputs(self, prev: np.ndarray | None, rest: np.ndarray) -> np.ndarray:
+        """Prior inputs (1 + len(rest), dm + 1) for the tokens that follow `prev` (None at a segment start:
+        zeros and the first-token flag), then each row of `rest`."""
+        rows = np.zeros((1 + len(rest), self.dm), np.int64)
+        if prev is not None:
+            rows[0] = prev
+        rows[1:] = rest
+        z = np.zeros((len(rows), self.dm + 1), np.int64)
+        z[:, :self.dm] = np.clip(np.rint(rows * self._in_scale), -ACT_MAX, ACT_MAX)
+        if prev is None:
+            z[0, self.dm] = 1 << FA
+        return z
+
+    def _model(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For prior inputs z: centers floor(mean) in steps, mean offsets (of MEAN_GRID) and scale indices."""
+        mean, log2s = self.prior(z)
+        m = np.clip(np.rint(mean / self._mean_div), -QMAX * MEAN_GRID, QMAX * MEAN_GRID).astype(np.int64)
+        j = np.clip((((log2s - self._log2_q) * 4 + (1 << (FA - 1))) >> FA) + SCALE_ZERO, 0, NUM_SCALES - 1)
+        return m // MEAN_GRID, m % MEAN_GRID, j
+
+    # -- coding --------------------------------------------------------------------------------------
+
+    def encode(self, tokens: np.ndarray) -> tuple[bytes, np.ndarray]:
+        arr = np.asarray(tokens, dtype=np.float32)
+        if arr.ndim != 2 or arr.shape[1] != self.dm:
+            raise ValueError(f"tokens must be (n, {self.dm})")
+        if not np.isfinite(arr).all():
+            raise ValueError("non-finite token")
+        if len(arr) > MAX_FRAMES:
+            raise ValueError(f"at most {MAX_FRAMES} tokens per chunk")
+        q = np.clip(np.rint(arr / np.float32(self.qstep)), -QMAX, QMAX).astype(np.int64)
+        payload = self._code(q)
+        if len(q):
+            self._prev = q[-1].copy()
+        return payload, self._dequantize(q)
+
+    def _code(self, q: np.ndarray) -> bytes:
+        """The payload of quantized tokens q (n, dm) after the current context (the range coder's words,
+        little-endian); one token at a time: its dm symbols, then the escapes of its dimensions in order."""
+        n = len(q)
+        if n == 0:
+            return b""
+        centers, phi, j = self._model(self._inputs(self._prev, q[:-1]))
+        d = q - centers
+        sym = (np.clip(d, -TAIL - 1, TAIL + 1) + TAIL + 1).astype(np.int32)
+        enc = constriction.stream.queue.RangeEncoder()
+        for i in range(n):
+            enc.encode(sym[i], _CAT, laplace_rows(j[i], phi[i]))
+            esc = [int(abs(v)) - TAIL - 1 for v in d[i] if abs(v) > TAIL]
+            if esc:
+                enc.encode(*_escape_symbols(esc))
+        return enc.get_compressed().astype("<u4").tobytes()
+
+    def decode(self, payload: bytes, n: int) -> np.ndarray:
+        if not 0 <= n <= MAX_FRAMES:
+            raise ValueError(f"token count {n} out of range")
+        if len(payload) % 4 or len(payload) > 4 * (n * self.dm * MAX_BITS_PER_VALUE // 32 + 2):
+            raise ValueError("token payload size cannot hold this chunk")
+        if n == 0:
+            if payload:
+                raise ValueError("payload for an empty chunk")
+            return np.zeros((0, self.dm), np.float32)
+        dec = constriction.stream.queue.RangeDecoder(np.frombuffer(payload, "<u4").astype(np.uint32))
+        q = np.zeros((n, self.dm), np.int64)
+        prev = self._prev
+        try:
+            for i in range(n):
+                centers, phi, j = self._model(self._inputs(prev, q[:0]))
+                sym = dec.decode(_CAT, laplace_rows(j[0], phi[0])).astype(np.int64)
+                d = sym - TAIL - 1
+                for k in np.flatnonzero((sym == 0) | (sym == ALPHABET - 1)):
+                    e = _decode_escape(dec)
+                    d[k] = -(TAIL + 1 + e) if sym[k] == 0 else TAIL + 1 + e
+                q[i] = centers[0] + d
+                if np.abs(q[i]).max() > QMAX:
+                    raise ValueError("decoded token out of range")
+                prev = q[i]
+        except AssertionError as e:  # constriction's report of words no encoder can produce
+            raise ValueError(f"damaged token payload ({e})") from None
+        # A range decoder reads any words as some symbols; only the canonical payload of what was decoded
+        # is accepted, which catches leftover, missing and most altered data.
+        if self._code(q) != payload:
+            raise ValueError("the token payload is not the coding of its tokens (leftover or damaged data)")
+        self._prev = q[-1].copy()
+        return self._dequantize(q)
+
+    def _dequantize(self, q: np.ndarray) -> np.ndarray:
+        return q.astype(np.float32) * np.float32(self.qstep)
+
+
+def _escape_symbols(excess: list[int]) -> tuple[np.ndarray, object, np.ndarray]:
+    """Uniform symbols for escaped offsets: per excess e, its bit length L (of 32), then the L-1 bits
+    below its leading one (if L >= 2). Every size is a power of two, so these are plain bits."""
+    syms, sizes = [], []
+    for e in excess:
+        nb = e.bit_length()
+        syms.append(nb)
+        sizes.append(ESC_BITS)
+        if nb >= 2:
+            syms.append(e - (1 << (nb - 1)))
+            sizes.append(1 << (nb - 1))
+    return np.array(syms, np.int32), _UNIFORM, np.array(sizes, np.int32)
+
+
+def _decode_escape(dec) -> int:
+    nb = int(dec.decode(_UNIFORM, np.array([ESC_BITS], np.int32))[0])
+    if nb > 21:
+        raise ValueError("escape out of range")
+    if nb < 2:
+        return nb
+    return (1 << (nb - 1)) + int(dec.decode(_UNIFORM, np.array([1 << (nb - 1)], np.int32))[0])

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from imfcodec import keyframe
+from imfcodec.bitstream import KEYFRAME_CODECS
 from imfcodec.codec import EncodeOptions, encode_file
 
 from .common import console, network_options, print_json, progress_bar, run_guarded
@@ -21,9 +23,10 @@ from .common import console, network_options, print_json, progress_bar, run_guar
               help="Quantization step of the learned token codec, in token units (default: the prior's own).")
 @click.option("--resize", type=click.Choice(["crop", "stretch", "pad"]), default="crop", show_default=True,
               help="How frames map to the model's square size: centre crop, stretch, or letterbox.")
-@click.option("--keyframe-codec", type=click.Choice(["hevc", "av1", "png"]), default="hevc", show_default=True,
+@click.option("--keyframe-codec", type=click.Choice(list(KEYFRAME_CODECS)), default=keyframe.DEFAULT_CODEC,
+              show_default=True,
               help="Intra codec of the keyframes.")
-@click.option("--keyframe-quality", type=click.IntRange(0, 63), default=32, show_default=True,
+@click.option("--keyframe-quality", type=click.IntRange(0, 63), default=keyframe.DEFAULT_QUALITY, show_default=True,
               help="Keyframe CRF (lower = better, more bytes).")
 @click.option("--keyframe-interval", type=click.IntRange(min=0), default=0, show_default=True,
               help="Frames between keyframes; 0 = only the first frame.")

@@ -36,8 +36,8 @@ class EncodeOptions:
     zfp_rate: float = 8.0               # bits per token value
     qstep: float | None = None          # learned coder's quantization step (None: its default)
     resize: str = "crop"
-    keyframe_codec: str = "hevc"
-    keyframe_quality: int = 32          # CRF of the keyframe codec
+    keyframe_codec: str = keyframe.DEFAULT_CODEC
+    keyframe_quality: int = keyframe.DEFAULT_QUALITY  # CRF of the keyframe codec
     keyframe_interval: int = 0          # frames between keyframes; 0: only the first
     chunk_frames: int = 32
     batch: int = 8

@@ -15,6 +15,9 @@ import numpy as np
 from .bitstream import KEYFRAME_CODECS
 from .errors import BitstreamError
 
+DEFAULT_CODEC = "hevc"
+DEFAULT_QUALITY = 32
+
 
 def _encode_video(img: np.ndarray, codec: str, pix_fmt: str, options: dict) -> bytes:
     h, w = img.shape[:2]
@@ -43,7 +46,7 @@ def _decode_video(data: bytes, codec: str) -> np.ndarray:
     return frames[0].to_ndarray(format="rgb24")
 
 
-def encode(img: np.ndarray, codec: str = "hevc", quality: int = 30) -> bytes:
+def encode(img: np.ndarray, codec: str = DEFAULT_CODEC, quality: int = DEFAULT_QUALITY) -> bytes:
     """Intra-code one RGB uint8 frame (H, W, 3)."""
     if codec == "hevc":
         return _encode_video(img, "libx265", "yuv444p",

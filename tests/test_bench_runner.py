@@ -89,6 +89,8 @@ def test_rd_curve_end_to_end(tmp_path, monkeypatch):
     assert len(by_method["x264"]) == 5 and all(r["frames"] == "4" for r in by_method["x264"])
     assert [r["setting"] for r in by_method["imfcodec dm32 zfp"]] == ["rate 2", "rate 4", "rate 8", "rate 16"]
     assert all(float(r["bpp_tokens"]) < float(r["bpp_total"]) for r in by_method["imfcodec dm32 zfp"])
+    (floor,) = by_method["repeat first frame"]  # the keyframe alone, repeated: the floor to beat
+    assert floor["frames"] == "4" and 0 < float(floor["bpp_total"]) < float(by_method["imfcodec dm32 zfp"][0]["bpp_total"])
     (missing,) = by_method["imfcodec dm64 zfp"]
     assert missing["setting"].startswith("missing: no shipped weights") and missing["bpp_total"] == ""
     with open(out / "bd_rate.csv") as f:

@@ -26,14 +26,16 @@ class BdRow:
     low: float
     high: float
 
+FLOOR = "repeat first frame"  # bench.runner's floor method
+
 
 def bd_table(points: list[Point]) -> list[BdRow]:
-    """BD-rate on bpp_total of every imfcodec curve against every other method, per metric and source.
-    A row with an empty value says the two curves do not overlap there."""
+    """BD-rate on bpp_total of every imfcodec curve against every other codec's curve, per metric and source.
+    A row with an empty value says the two curves do not overlap there. The single-point floor is no curve."""
     rows = []
     names = methods(points)
     for test in (m for m in names if m.startswith(IMFCODEC)):
-        for anchor in (m for m in names if not m.startswith(IMFCODEC)):
+        for anchor in (m for m in names if not m.startswith(IMFCODEC) and m != FLOOR):
             shared = sorted({p.source for p in points if p.method == test}
                             & {p.source for p in points if p.method == anchor})
             for metric in METRICS:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -118,6 +119,17 @@ class _Run:
                         info["bpp_tokens"])]
 
 
+def _floor(run: _Run, name: str) -> list[Point]:
+    """The floor every frame-synthesis codec must beat: imfcodec's own keyframe (same codec and quality as
+    `imfcodec encode`'s defaults), decoded and repeated for every frame; its bits are the keyframe's."""
+    from .. import keyframe
+    clip, kc, kq = run.clips[name], keyframe.DEFAULT_CODEC, keyframe.DEFAULT_QUALITY
+    data = keyframe.encode(clip.rgb[0], kc, kq)
+    first = keyframe.decode(data, keyframe.KEYFRAME_CODECS[kc], clip.width, clip.height)
+    return [measure(clip, np.broadcast_to(first, clip.rgb.shape), len(data) * 8, report.FLOOR,
+                    f"{kc} crf {kq}")]
+
+
 def _imfcodec_steps(run: _Run) -> tuple[list[Step], list[Point]]:
     """A step per source x dm x token codec x rate; a 'missing' row for each dm and codec that cannot run."""
     try:
@@ -145,6 +157,8 @@ def _imfcodec_steps(run: _Run) -> tuple[list[Step], list[Point]]:
                 setting = f"{'rate' if tc == 'zfp' else 'qstep'} {v:g}"
             steps += [(f"{method} {setting} · {n}", lambda n=n, m=method, s=setting, o=options:
                        run.imfcodec(codec, n, m, s, o)) for n in run.names]
+    if job.dms and codec and job.size:
+        steps += [(f"repeat first frame · {n}", lambda n=n: _floor(run, n)) for n in run.names]
     return steps, missing
 
 

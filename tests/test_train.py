@@ -114,3 +114,17 @@ def test_ddp_two_processes_gloo(data_dir, tmp_path):
     # gradients were averaged: both ranks (different data) end with identical weights
     assert np.array_equal(results[0], results[1])
     assert (tmp_path / "last.safetensors").exists()
+
+
+def test_train_cli_runs_and_writes_weights(data_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from cli.main import cli
+    out = tmp_path / "cli-run"
+    res = CliRunner().invoke(cli, ["train", "--data", str(data_dir), "--out", str(out), "--size", "64", "--dm", "16",
+                                   "--steps", "2", "--batch", "1", "--ae-steps", "1", "--eval-every", "0"])
+    assert res.exit_code == 0, res.output
+    lm = load_weights(str(out / "last.safetensors"))
+    assert lm.meta["steps"] == 2 and lm.model.cfg.size == 64 and lm.model.cfg.dm == 16
+    res = CliRunner().invoke(cli, ["train", "--data", str(tmp_path / "nothing"), "--out", str(out)])
+    assert res.exit_code != 0

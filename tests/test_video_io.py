@@ -1,0 +1,47 @@
+import av
+import numpy as np
+import pytest
+
+from imfcodec.errors import UserError
+from imfcodec.video_io import probe, read_frames, to_model, to_source
+
+
+def test_display_rotation_is_applied(tmp_path):
+    path = tmp_path / "rot.mp4"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 64, 32, "yuv420p"
+        s.set_display_rotation(90)  # counter-clockwise, as phones store portrait video
+        for _ in range(2):
+            img = np.zeros((32, 64, 3), np.uint8)
+            img[:, :8] = 255  # a bar on the left of the stored picture
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    info = probe(str(path))
+    assert (info.width, info.height) == (32, 64)
+    frame = next(read_frames(str(path)))
+    assert frame.shape == (64, 32, 3)
+    assert frame[-8:].mean() > 200 and frame[:8].mean() < 50  # rotated CCW: the bar is at the bottom
+
+
+@pytest.mark.parametrize("policy", ["stretch", "crop", "pad"])
+def test_resize_policies_round_trip_shapes(policy):
+    img = np.random.default_rng(0).integers(0, 255, (90, 160, 3), dtype=np.uint8)
+    m = to_model(img, 64, 64, policy)
+    assert m.shape == (64, 64, 3) and m.dtype == np.uint8
+    back = to_source(m, 160, 90, policy)
+    assert back.shape == (90, 160, 3)
+    if policy == "pad":
+        assert m[:10].max() == 0  # letterbox bars
+    if policy == "crop":
+        assert back[:, :20].max() == 0  # cropped-away sides come back black
+
+
+def test_unreadable_inputs(tmp_path):
+    with pytest.raises(UserError, match="not found"):
+        probe(str(tmp_path / "missing.mp4"))
+    (tmp_path / "d.mp4").mkdir()
+    with pytest.raises(UserError):
+        list(read_frames(str(tmp_path / "d.mp4")))

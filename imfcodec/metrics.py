@@ -59,21 +59,26 @@ def gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
     return g / g.sum()
 
 
+def _band(n: int, win: torch.Tensor) -> torch.Tensor:
+    """(n, n - k + 1) matrix whose columns are the window at every valid offset: a 1-D valid filter as a
+    matrix product, which BLAS runs far faster than a depthwise convolution with a long thin kernel."""
+    k = win.shape[0]
+    m = torch.zeros(n, n - k + 1, dtype=win.dtype)
+    for j in range(n - k + 1):
+        m[j:j + k, j] = win
+    return m
+
+
 def ssim_maps(x: torch.Tensor, y: torch.Tensor, win: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """SSIM and contrast-structure maps (valid filtering with a separable window, as the reference code)."""
     c1, c2 = 0.01 ** 2, 0.03 ** 2
-    ch = x.shape[1]
-    k = win.shape[0]
-    wx = win.view(1, 1, 1, k).repeat(ch, 1, 1, 1).to(x)
-    wy = win.view(1, 1, k, 1).repeat(ch, 1, 1, 1).to(x)
-
-    def blur(t):
-        return F.conv2d(F.conv2d(t, wx, groups=ch), wy, groups=ch)
-
-    mx, my = blur(x), blur(y)
-    sxx = blur(x * x) - mx * mx
-    syy = blur(y * y) - my * my
-    sxy = blur(x * y) - mx * my
+    bw = _band(x.shape[-1], win).to(x)
+    bh = _band(x.shape[-2], win).to(x).t()
+    stats = torch.stack([x, y, x * x, y * y, x * y])  # one pass of the blur for all five
+    mx, my, exx, eyy, exy = bh @ (stats @ bw)
+    sxx = exx - mx * mx
+    syy = eyy - my * my
+    sxy = exy - mx * my
     cs = (2 * sxy + c2) / (sxx + syy + c2)
     return (2 * mx * my + c1) / (mx * mx + my * my + c1) * cs, cs
 

@@ -92,7 +92,9 @@ def laplace_bits(q: torch.Tensor, mean: torch.Tensor, log2_scale: torch.Tensor) 
     tail = math.log(0.5) + torch.log(-torch.expm1(-1 / b))  # log of the bin mass / exp(-near edge / b)
     near = torch.minimum(lo.abs(), hi.abs())
     side = tail - near / b
-    straddle = torch.log((1 - 0.5 * torch.exp(lo / b) - 0.5 * torch.exp(-hi / b)).clamp_min(1e-30))
+    # clamped exponents: where() differentiates both branches, and an overflow here would make NaN gradients
+    straddle = torch.log((1 - 0.5 * torch.exp(lo.clamp(max=0) / b) - 0.5 * torch.exp((-hi).clamp(max=0) / b))
+                         .clamp_min(1e-30))
     return -torch.where((lo < 0) & (hi > 0), straddle, side) / math.log(2)
 
 

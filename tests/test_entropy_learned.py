@@ -208,3 +208,15 @@ def test_learned_beats_zfp_on_ar1(prior):
     zfp_bits, zfp_mse = 8 * nbytes / sum(s.size for s in test), err / sum(s.size for s in test)
     print(f"AR(1): learned {bits:.2f} bits/value mse {mse:.3g}; ZFP {zfp_bits:.2f} bits/value mse {zfp_mse:.3g}")
     assert bits < 0.7 * zfp_bits and mse < 1.3 * zfp_mse
+
+
+def test_laplace_bits_gradients_stay_finite_far_from_the_mean():
+    """Real tokens put predictions hundreds of scales away: both where() branches must keep finite gradients."""
+    import torch
+
+    from entropy.train_prior import laplace_bits
+    mean = torch.tensor([0.0, 500.0, -800.0, 0.2], requires_grad=True)
+    log2s = torch.tensor([-4.0, -4.0, -3.0, 0.0], requires_grad=True)
+    bits = laplace_bits(torch.tensor([0.0, 0.0, 3.0, 0.0]), mean, log2s)
+    bits.sum().backward()
+    assert torch.isfinite(bits).all() and torch.isfinite(mean.grad).all() and torch.isfinite(log2s.grad).all()

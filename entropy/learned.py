@@ -6,7 +6,7 @@ The decoder must rebuild the encoder's probability model bit for bit on any mach
 model's path uses libm, BLAS or a thread-dependent reduction: the prior runs in int64 fixed point, its
 outputs snap to a mean grid and a table of dyadic scales, and the Laplace tables are integer frequencies
 computed once with correctly rounded decimal arithmetic. constriction then codes with those exact integers.
-See docs_learned_stream.md for the wire format.
+See bitstream_spec.md ("Learned token stream") for the wire format.
 """
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Weights on disk: safetensors (no pickle), the config in the metadata, stored as float16 to keep the
-shipped files small, and identified by the SHA-256 of the file's bytes (the .imf header carries it)."""
+"""Weights on disk: safetensors (no pickle), the config in the metadata, stored as float16 (float32 for
+the few tensors float16 cannot hold) to keep the shipped files small, and identified by the SHA-256 of the
+file's bytes (the .imf header carries it)."""
 from __future__ import annotations
 
 import hashlib
@@ -33,13 +34,20 @@ class LoadedModel:
 
 def save_weights(model: IMF, path: str, **meta) -> bytes:
     """Write the model's weights (float16) with its config; returns the file's SHA-256."""
-    tensors = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in model.state_dict().items()}
+    tensors = {k: _compact(v.detach().to("cpu", torch.float32)) for k, v in model.state_dict().items()}
     md = {"config": model.cfg.to_json(), "format": "imfcodec-weights-1"}
     md.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()})
     tmp = path + ".part"
     save_file(tensors, tmp, metadata=md)
     os.replace(tmp, path)
     return file_id(path)
+
+
+def _compact(v: torch.Tensor) -> torch.Tensor:
+    """float16 where it keeps the tensor to 1e-3 of its largest value, else float32 (out of range)."""
+    h = v.half()
+    ok = torch.isfinite(h).all() and (h.float() - v).abs().max() <= 1e-3 * v.abs().max()
+    return (h if ok else v).contiguous()
 
 
 def file_id(path: str) -> bytes:

@@ -189,8 +189,10 @@ class Trainer:
             w.writerow(row)
 
     def export(self, path: str, extra: dict | None = None) -> bytes:
+        gan = self.step > self.opt.gan_start
         meta = {"steps": self.base_steps + self.step, "data": ",".join(self.opt.data),
-                "losses": "L1x10 + (SSIM+L1 pyramid, D feature matching)x10 + hinge GAN x1",
+                "losses": "L1 x10 + (SSIM+L1 pyramid" + (", D feature matching) x10 + hinge GAN x1" if gan else
+                                                          ") x10; GAN not reached"),
                 "trained": "true"}
         meta.update(extra or {})
         return save_weights(self.ema, path, **meta)

@@ -12,7 +12,6 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Callable, Iterator
 
 import numpy as np
@@ -385,4 +384,4 @@ def read_info(path: str) -> dict:
 
 
 __all__ = ["EncodeOptions", "DecodeOptions", "EncodeResult", "DecodeResult", "encode_file", "decode_file",
-           "decode_tokens", "read_info", "Fraction"]
+           "decode_tokens", "read_info"]

@@ -89,8 +89,3 @@ def load_weights(path: str, device: str | torch.device = "cpu") -> LoadedModel:
 def shipped_path(dm: int = 32, size: int = 256) -> str:
     """Path of the packaged weights for a token size (the file may not exist for every dm)."""
     return str(resources.files("imfcodec").joinpath(SHIPPED_DIR, f"imf-dm{dm}-{size}.safetensors"))
-
-
-def shipped_models() -> list[str]:
-    d = resources.files("imfcodec").joinpath(SHIPPED_DIR)
-    return sorted(str(p) for p in d.iterdir() if p.name.endswith(".safetensors")) if d.is_dir() else []

@@ -8,13 +8,14 @@ import csv
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from ..codec import pick_device
 from ..metrics import msssim, psnr_rgb
 from ..model import IMF, ModelConfig
 from ..model.weights import load_weights, save_weights
@@ -50,14 +51,6 @@ class TrainOptions:
     cache_dir: str = ""
     config: ModelConfig | None = None  # overrides size/dm (tests use a tiny network)
     log_every: int = 25
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda asked for, but CUDA is not available")
-    return torch.device(name)
 
 
 def _dist_info() -> tuple[int, int]:
@@ -294,9 +287,3 @@ class Trainer:
         self._save_ckpt()
         if self.rank == 0:
             self.export(os.path.join(self.opt.out, "last.safetensors"))
-
-
-def options_dict(opt: TrainOptions) -> dict:
-    d = asdict(opt)
-    d["config"] = opt.config.to_json() if opt.config else None
-    return d

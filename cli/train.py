@@ -27,6 +27,8 @@ from .common import console, run_guarded
 @click.option("--gan-start", type=click.IntRange(min=0), default=20000, show_default=True,
               help="Step at which the hinge GAN loss starts.")
 @click.option("--eval-every", type=click.IntRange(min=0), default=500, show_default=True, help="Steps between evaluations.")
+@click.option("--token-l2", type=click.FloatRange(min=0), default=1e-4, show_default=True,
+              help="Weight of the mean squared token value: keeps tokens from drifting in scale.")
 @click.option("--max-minutes", type=float, default=0.0, show_default=True, help="Stop and save after this many minutes (0: no limit).")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default="", help="Frame cache folder (default: OUT/cache).")
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt.")
@@ -34,8 +36,8 @@ from .common import console, run_guarded
               help="Start from these weights (no optimiser state): fine-tune shipped weights.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-def train(data, eval_data, out, size, dm, steps, batch, lr, ae_steps, gan_start, eval_every, max_minutes,
-          cache_dir, resume, init, device, seed):
+def train(data, eval_data, out, size, dm, steps, batch, lr, ae_steps, gan_start, eval_every, token_l2,
+          max_minutes, cache_dir, resume, init, device, seed):
     """Train the IMF network on videos; the best EMA weights go to OUT/best.safetensors."""
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed and not dist.is_initialized():
@@ -43,8 +45,8 @@ def train(data, eval_data, out, size, dm, steps, batch, lr, ae_steps, gan_start,
         dist.init_process_group("nccl" if device != "cpu" and torch.cuda.is_available() else "gloo")
     opt = TrainOptions(data=list(data), out=out, size=size, dm=dm, steps=steps, batch=batch, lr=lr,
                        ae_steps=ae_steps, gan_start=gan_start, eval_data=list(eval_data), eval_every=eval_every,
-                       max_minutes=max_minutes, cache_dir=cache_dir, resume=resume, init=init, device=device,
-                       seed=seed)
+                       token_l2=token_l2, max_minutes=max_minutes, cache_dir=cache_dir, resume=resume, init=init,
+                       device=device, seed=seed)
 
     def go():
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn

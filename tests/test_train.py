@@ -128,3 +128,18 @@ def test_train_cli_runs_and_writes_weights(data_dir, tmp_path):
     assert lm.meta["steps"] == 2 and lm.model.cfg.size == 64 and lm.model.cfg.dm == 16
     res = CliRunner().invoke(cli, ["train", "--data", str(tmp_path / "nothing"), "--out", str(out)])
     assert res.exit_code != 0
+
+
+def test_token_penalty_shrinks_tokens(data_dir, tmp_path):
+    """IMF_D is scale-free in the token, so only the penalty holds the token's magnitude in place."""
+    norms = {}
+    for weight in (0.0, 1e3):
+        torch.manual_seed(0)
+        t = Trainer(opts(data_dir, tmp_path / str(weight), token_l2=weight, gan_start=100, lr=1e-3))
+        ref, _ = t.sampler.batch(4)
+        for _ in range(3):
+            st = t.train_step()
+            assert np.isfinite(st["tok"])
+        with torch.no_grad():
+            norms[weight] = t.G.encode_tokens(ref).pow(2).mean().item()
+    assert norms[1e3] < norms[0.0]

@@ -63,5 +63,8 @@ class IMF(nn.Module):
         feats = unfold_fine(to_map(a8, g8, g8), w[:3]) + [to_map(a16, g16, g16)]
         return self.frame_decoder(feats, m8, m16)
 
-    def forward(self, ref_frames: torch.Tensor, cur_frames: torch.Tensor) -> torch.Tensor:
-        return self.synthesize(self.token_encoder(cur_frames), self.reference(ref_frames))
+    def forward(self, ref_frames: torch.Tensor, cur_frames: torch.Tensor,
+                return_tokens: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        tokens = self.token_encoder(cur_frames)
+        frames = self.synthesize(tokens, self.reference(ref_frames))
+        return (frames, tokens) if return_tokens else frames

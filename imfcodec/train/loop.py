@@ -47,6 +47,7 @@ class TrainOptions:
     max_minutes: float = 0.0      # stop (and save) after this long; 0 = no limit
     ema_decay: float = 0.999
     grad_clip: float = 1.0
+    token_l2: float = 1e-4        # weight of mean(t^2): IMF_D is scale-free in t, so without it tokens drift
     seed: int = 0
     cache_dir: str = ""
     config: ModelConfig | None = None  # overrides size/dm (tests use a tiny network)
@@ -200,8 +201,10 @@ class Trainer:
         amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
         self.G_train.train()
         with amp:
-            fake = self.G_train(ref, cur).float()
+            fake, tokens = self.G_train(ref, cur, return_tokens=True)
+            fake = fake.float()
             l1 = (fake - cur).abs().mean()
+            tok = tokens.float().pow(2).mean()
             perc = pyramid_loss(fake, cur)
             adv = fm = fake.new_zeros(())
             if gan:
@@ -210,8 +213,9 @@ class Trainer:
                     _, rf = self.D_train(cur)
                 adv = hinge_g(fl)
                 fm = feature_matching(rf, ff)
-            loss = 10 * l1 + 10 * (perc + fm) + 1 * adv
-        stats = {"l1": l1.item(), "perc": perc.item(), "adv": adv.item(), "fm": fm.item(), "d": 0.0}
+            loss = 10 * l1 + 10 * (perc + fm) + 1 * adv + opt.token_l2 * tok
+        stats = {"l1": l1.item(), "perc": perc.item(), "adv": adv.item(), "fm": fm.item(), "tok": tok.item(),
+                 "d": 0.0}
         if not torch.isfinite(loss):
             return {**stats, "skipped": 1}
         self.opt_g.zero_grad(set_to_none=True)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import click
+from rich.console import Console
 from rich.table import Table
 
 from imfcodec.codec import read_info
@@ -18,7 +19,6 @@ def info(src, as_json):
     if as_json:
         print_json(d)
         return
-    from rich.console import Console
     t = Table(title=src, show_header=False)
     for k in ("frames", "fps_rational", "width", "height", "source_width", "source_height", "resize", "dm",
               "token_codec", "keyframe_codec", "keyframe_quality", "keyframes", "keyframe_interval",

@@ -33,5 +33,14 @@ class TokenCoder(ABC):
     def decode(self, payload: bytes, n: int) -> np.ndarray:
         """Rebuild a chunk of n tokens; raises ValueError on a payload that cannot be this chunk."""
 
+    def check_tokens(self, tokens: np.ndarray) -> np.ndarray:
+        """The chunk as a contiguous float32 (n, dm) array; ValueError for a wrong shape or a non-finite value."""
+        arr = np.ascontiguousarray(tokens, dtype=np.float32)
+        if arr.ndim != 2 or arr.shape[1] != self.dm:
+            raise ValueError(f"tokens must be (n, {self.dm})")
+        if not np.isfinite(arr).all():
+            raise ValueError("non-finite token")
+        return arr
+
     def reset(self) -> None:
         """Forget the context (called at every keyframe)."""

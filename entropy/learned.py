@@ -291,11 +291,7 @@ class LearnedCoder(TokenCoder):
     # -- coding --------------------------------------------------------------------------------------
 
     def encode(self, tokens: np.ndarray) -> tuple[bytes, np.ndarray]:
-        arr = np.asarray(tokens, dtype=np.float32)
-        if arr.ndim != 2 or arr.shape[1] != self.dm:
-            raise ValueError(f"tokens must be (n, {self.dm})")
-        if not np.isfinite(arr).all():
-            raise ValueError("non-finite token")
+        arr = self.check_tokens(tokens)
         if len(arr) > MAX_FRAMES:
             raise ValueError(f"at most {MAX_FRAMES} tokens per chunk")
         q = np.clip(np.rint(arr / np.float32(self.qstep)), -QMAX, QMAX).astype(np.int64)

@@ -36,11 +36,7 @@ class ZfpCoder(TokenCoder):
         return len(zfpy.compress_numpy(np.zeros((n, self.dm), np.float32), rate=self.rate, write_header=False))
 
     def encode(self, tokens: np.ndarray) -> tuple[bytes, np.ndarray]:
-        arr = np.ascontiguousarray(tokens, dtype=np.float32)
-        if arr.ndim != 2 or arr.shape[1] != self.dm:
-            raise ValueError(f"tokens must be (n, {self.dm})")
-        if not np.isfinite(arr).all():
-            raise ValueError("non-finite token")
+        arr = self.check_tokens(tokens)
         payload = zfpy.compress_numpy(arr, rate=self.rate, write_header=False)
         return payload, self.decode(payload, arr.shape[0])
 

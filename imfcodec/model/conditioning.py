@@ -1,0 +1,66 @@
+"""Exact rescaling of the token path, so that training can go on from weights whose activations drifted.
+
+IMF_D demodulates every modulated convolution, so the network's output does not change when the token
+path's activations are scaled; gradients orthogonal to a scale-free input make those activations grow, and
+the shipped weights reached ~1e6 inside E_T and in the style vector. Adam's steps are about lr in absolute
+size, so a parameter that is 1e-9 or 1e6 after such drift is either thrown about or frozen. Leaky ReLU is
+positively homogeneous, so each stage can be rescaled to unit RMS activations with the next stage
+compensating: the function is unchanged up to rounding and every parameter is back at a trainable scale.
+"""
+from __future__ import annotations
+
+import torch
+
+from .imf import IMF
+from .layers import Down
+
+
+def _rms(x: torch.Tensor) -> float:
+    return float(x.float().pow(2).mean().sqrt().clamp_min(1e-30))
+
+
+@torch.no_grad()
+def normalize_token_path(model: IMF, frames: torch.Tensor) -> dict[str, float]:
+    """Rescale E_T's trunk and MLP and IMF_D's mapping and style affines in place so that their
+    activations on ``frames`` (B, 3, H, W) have unit RMS. Returns the RMS found before rescaling."""
+    enc, dec = model.token_encoder, model.token_decoder
+    found: dict[str, float] = {}
+
+    # E_T trunk: stage k's input arrives divided by a_prev; make its output divided by a_k.
+    h = torch.nn.functional.leaky_relu(enc.stem(torch.nn.functional.pixel_unshuffle(frames * 2 - 1, 4)), 0.2)
+    h = h * 2 ** 0.5
+    a_prev = 1.0
+    for k, stage in enumerate(enc.trunk):
+        assert isinstance(stage, Down)
+        h = stage(h)  # original function on the original-scale input
+        a = _rms(h)
+        found[f"trunk.{k}"] = a
+        stage.conv.weight.mul_(a_prev / a)
+        for bias in (stage.conv.bias, stage.res.c1.bias, stage.res.c2.bias):
+            bias.div_(a)
+        a_prev = a
+    lin1, lin2 = enc.mlp[1], enc.mlp[3]
+    b = _rms(lin1(enc.mlp[0](h)))
+    found["mlp"] = b
+    lin1.weight.mul_(a_prev / b)
+    lin1.bias.div_(b)
+    lin2.weight.mul_(b)
+
+    # IMF_D mapping: the style may be scaled freely as long as every affine's bias follows.
+    tokens = enc(frames)
+    m0, m2 = dec.mapping[0], dec.mapping[2]
+    g1 = _rms(m0(tokens))
+    g2 = _rms(m2(dec.mapping[1](m0(tokens))))
+    found["style"] = g2
+    m0.weight.div_(g1)
+    m0.bias.div_(g1)
+    m2.weight.mul_(g1 / g2)
+    m2.bias.div_(g2)
+    style = dec.mapping(tokens)
+    for i, layer in enumerate([*dec.to16, *dec.to8]):
+        aff = layer.conv.affine
+        d = _rms(aff(style * g2))  # the modulation as the original weights made it
+        found[f"affine.{i}"] = d
+        aff.weight.mul_(g2 / d)
+        aff.bias.div_(d)
+    return found

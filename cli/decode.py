@@ -12,7 +12,8 @@ from .common import console, network_options, print_json, progress_bar, run_guar
 @click.argument("src", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", "dst", required=True, type=click.Path(dir_okay=False),
               help="Output video: .mp4, .mkv or .y4m.")
-@click.option("--scale-to-source", is_flag=True, help="Output at the source's size instead of the coded size.")
+@click.option("--scale-to-source", is_flag=True,
+              help="Output at the source's scale instead of the coded size (after --resize crop: the cropped box).")
 @network_options
 def decode(src, dst, scale_to_source, batch, weights, device, allow_untrained, as_json, quiet):
     """Decode the .imf file SRC into a video."""

@@ -21,7 +21,7 @@ from . import bitstream as bs
 from . import keyframe
 from .errors import BitstreamError, UserError
 from .model.weights import LoadedModel, load_weights, shipped_path
-from .video_io import RESIZE_POLICIES, VideoWriter, probe, read_frames, to_model, to_source
+from .video_io import RESIZE_POLICIES, VideoWriter, probe, read_frames, source_size, to_model, to_source
 from entropy import CODEC_IDS, coder_from_header, make_coder
 
 Progress = Callable[[int, int], None]  # (frames done, frames expected or 0)
@@ -314,7 +314,8 @@ def decode_file(src: str, dst: str | None, opts: DecodeOptions, progress: Progre
     if (model.cfg.size, model.cfg.size, model.cfg.dm) != (h.width, h.height, h.dm):
         raise UserError("the weights do not match the file's coded size or token size")
     policy = {v: k for k, v in RESIZE_POLICIES.items()}[h.resize]
-    out_w, out_h = (h.src_width, h.src_height) if opts.scale_to_source else (h.width, h.height)
+    out_w, out_h = (source_size(h.src_width, h.src_height, h.width, h.height, policy) if opts.scale_to_source
+                    else (h.width, h.height))
     result = DecodeResult(0, 0.0)
 
     def emit(images: list[np.ndarray], writer) -> None:

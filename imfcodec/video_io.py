@@ -137,16 +137,21 @@ def to_model(img: np.ndarray, w: int, h: int, policy: str) -> np.ndarray:
     raise ValueError(f"unknown resize policy {policy!r}")
 
 
+def source_size(src_w: int, src_h: int, w: int, h: int, policy: str) -> tuple[int, int]:
+    """Output size of :func:`to_source`: the source's, except that a crop gives back only the cropped
+    box at source scale (the borders were never coded, so there is nothing honest to show there)."""
+    if policy == "crop":
+        return crop_box(src_w, src_h, w, h)[2:]
+    return src_w, src_h
+
+
 def to_source(img: np.ndarray, src_w: int, src_h: int, policy: str) -> np.ndarray:
-    """Inverse of :func:`to_model` as far as it goes: cropped-away borders come back black."""
+    """Inverse of :func:`to_model` as far as it goes; see :func:`source_size` for the output size."""
     h, w = img.shape[:2]
     if policy == "stretch":
         return _area_resize(img, src_w, src_h)
     if policy == "crop":
-        x, y, cw, ch = crop_box(src_w, src_h, w, h)
-        out = np.zeros((src_h, src_w, 3), np.uint8)
-        out[y:y + ch, x:x + cw] = _area_resize(img, cw, ch)
-        return out
+        return _area_resize(img, *source_size(src_w, src_h, w, h, policy))
     if policy == "pad":
         x, y, iw, ih = pad_box(src_w, src_h, w, h)
         return _area_resize(img[y:y + ih, x:x + iw], src_w, src_h)

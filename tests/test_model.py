@@ -64,3 +64,24 @@ def test_weights_round_trip_is_safetensors(tmp_path):
     assert lm.model_id == mid and lm.trained and lm.model.cfg == TINY
     for k, v in m.state_dict().items():
         assert torch.allclose(lm.model.state_dict()[k], v.half().float())
+
+
+def test_normalize_token_path_is_exact_and_unit_scale():
+    from imfcodec.model.conditioning import normalize_token_path
+    torch.manual_seed(0)
+    m = IMF(TINY).eval()
+    with torch.no_grad():  # drift the way training did: huge trunk activations, tiny output layer
+        for stage in m.token_encoder.trunk:
+            stage.conv.weight.mul_(50)
+            stage.conv.bias.mul_(50)
+        for p in m.token_decoder.mapping[0].parameters():
+            p.mul_(1e4)
+        ref, cur = torch.rand(1, 3, 64, 64), torch.rand(4, 3, 64, 64)
+        before_tok, before = m.encode_tokens(cur), m(ref.expand(4, -1, -1, -1), cur)
+        found = normalize_token_path(m, cur)
+        assert found["trunk.0"] > 5 and found["style"] > 100
+        after_tok, after = m.encode_tokens(cur), m(ref.expand(4, -1, -1, -1), cur)
+        again = normalize_token_path(m, cur)
+    assert torch.allclose(before_tok, after_tok, rtol=1e-4, atol=1e-4 * before_tok.abs().max().item())
+    assert torch.allclose(before, after, atol=1e-4)
+    assert all(abs(v - 1) < 1e-3 for v in again.values())

@@ -75,8 +75,13 @@ def test_fit_resume_and_init(data_dir, tmp_path):
     assert last.meta["steps"] == 3
     i = Trainer(opts(data_dir, tmp_path / "ft", init=str(out / "last.safetensors")))
     assert i.step == 0 and len(i.opt_g.state) == 0 and i.base_steps == 3
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():  # the same function (--init only rescales the token path)
+        assert torch.allclose(i.G.eval()(x[:1].expand(2, -1, -1, -1), x), last.model.eval()(x[:1].expand(2, -1, -1, -1), x),
+                              atol=1e-4)
     for k, v in i.G.state_dict().items():
-        assert torch.equal(v, last.model.state_dict()[k])
+        if not k.startswith(("token_encoder", "token_decoder")):
+            assert torch.equal(v, last.model.state_dict()[k])
 
 
 def _free_port() -> int:
@@ -143,3 +148,19 @@ def test_token_penalty_shrinks_tokens(data_dir, tmp_path):
         with torch.no_grad():
             norms[weight] = t.G.encode_tokens(ref).pow(2).mean().item()
     assert norms[1e3] < norms[0.0]
+
+
+def test_block_match_finds_a_shift_and_supervises_attention():
+    from imfcodec.train.losses import attention_ce, block_match
+    g = torch.Generator().manual_seed(0)
+    ref = torch.nn.functional.interpolate(torch.rand(1, 3, 16, 16, generator=g), size=64, mode="bilinear")
+    cur = torch.roll(ref, shifts=(8, -4), dims=(2, 3))  # content moves 2 cells down and 1 cell left (grid 16)
+    idx = block_match(ref, cur, grid=16, radius=3)[0]
+    cells = torch.arange(256)
+    dy, dx = idx // 16 - cells // 16, idx % 16 - cells % 16
+    inner = ((cells // 16 >= 3) & (cells // 16 < 13) & (cells % 16 >= 3) & (cells % 16 < 13))
+    assert (dy[inner] == -2).float().mean() > 0.9 and (dx[inner] == 1).float().mean() > 0.9
+    same = block_match(ref, ref, grid=16, radius=3)[0]
+    assert torch.equal(same, cells)  # nothing moved: every cell maps onto itself
+    onehot = torch.nn.functional.one_hot(idx, 256).float()[None]
+    assert attention_ce(onehot, idx[None]) < 1e-6 < attention_ce(torch.full((1, 256, 256), 1 / 256), idx[None])

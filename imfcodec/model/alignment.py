@@ -44,14 +44,21 @@ class CrossAttentionAlign(nn.Module):
         """(B, N, attn_dim) keys from reference motion features (B, C, h, w): cacheable per reference."""
         return self.k(m_ref.flatten(2).transpose(1, 2)) + self.pos_k
 
-    def forward(self, m_cur: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-        """values: (B, N, C) reference features; returns aligned values (B, N, C)."""
+    def attention(self, m_cur: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """(B, N, N) attention of every current position (rows) over the reference's positions."""
         with torch.autocast(device_type=m_cur.device.type, enabled=False):
             q = self.q(m_cur.float().flatten(2).transpose(1, 2)) + self.pos_q
             k = keys.float()
             bias = -0.5 * k.pow(2).sum(-1)  # (B, N)
-            logits = q @ k.transpose(1, 2) + bias[:, None, :]
-            attn = torch.softmax(logits, dim=-1)
+            return torch.softmax(q @ k.transpose(1, 2) + bias[:, None, :], dim=-1)
+
+    def forward(self, m_cur: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """values: (B, N, C) reference features; returns aligned values (B, N, C)."""
+        return self.aligned(self.attention(m_cur, keys), values)
+
+    @staticmethod
+    def aligned(attn: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=attn.device.type, enabled=False):
             return attn @ values.float()
 
 

@@ -51,20 +51,26 @@ class IMF(nn.Module):
         return Reference(token=token, keys8=self.align8.keys(m8), keys16=self.align16.keys(m16),
                          values8=to_tokens(fold_fine(feats[:3])), values16=to_tokens(feats[3]))
 
-    def synthesize(self, tokens: torch.Tensor, ref: Reference) -> torch.Tensor:
-        """Frames (B, 3, H, W) from current tokens (B, dm) and a cached reference (batch 1 or B)."""
+    def synthesize(self, tokens: torch.Tensor, ref: Reference,
+                   return_attention: bool = False) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+        """Frames (B, 3, H, W) from current tokens (B, dm) and a cached reference (batch 1 or B); with
+        return_attention also the attention maps at 1/8 and 1/16 (training supervises them)."""
         cfg = self.cfg
         g8, g16 = cfg.size // 8, cfg.size // 16
         w = list(cfg.widths)
         m8, m16 = self.token_decoder(tokens)
-        a16 = self.refine16(self.align16(m16, ref.keys16, ref.values16))
-        a8 = self.align8(m8, ref.keys8, ref.values8)
+        att16 = self.align16.attention(m16, ref.keys16)
+        att8 = self.align8.attention(m8, ref.keys8)
+        a16 = self.refine16(self.align16.aligned(att16, ref.values16))
+        a8 = self.align8.aligned(att8, ref.values8)
         a8 = torch.cat([self.refine8(a8[..., :w[2]]), a8[..., w[2]:]], dim=-1)
         feats = unfold_fine(to_map(a8, g8, g8), w[:3]) + [to_map(a16, g16, g16)]
-        return self.frame_decoder(feats, m8, m16)
+        frames = self.frame_decoder(feats, m8, m16)
+        return (frames, [att8, att16]) if return_attention else frames
 
     def forward(self, ref_frames: torch.Tensor, cur_frames: torch.Tensor,
-                return_tokens: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+                return_tokens: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """Frames from (reference, current) pairs; with return_tokens also the tokens and attention maps."""
         tokens = self.token_encoder(cur_frames)
-        frames = self.synthesize(tokens, self.reference(ref_frames))
-        return (frames, tokens) if return_tokens else frames
+        out = self.synthesize(tokens, self.reference(ref_frames), return_attention=return_tokens)
+        return (out[0], tokens, out[1]) if return_tokens else out

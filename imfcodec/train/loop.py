@@ -22,7 +22,7 @@ from ..model.conditioning import normalize_token_path
 from ..model.weights import load_weights, save_weights
 from .data import FrameCache, PairSampler, find_videos, load_clip
 from .discriminator import MultiScaleD
-from .losses import feature_matching, hinge_d, hinge_g, pyramid_loss
+from .losses import attention_ce, block_match, feature_matching, hinge_d, hinge_g, pyramid_loss
 
 
 @dataclass
@@ -49,6 +49,7 @@ class TrainOptions:
     ema_decay: float = 0.999
     grad_clip: float = 1.0
     token_l2: float = 1e-4        # weight of mean(t^2): IMF_D is scale-free in t, so without it tokens drift
+    attn_sup: float = 0.1         # weight of the attention cross-entropy against block-matching targets
     seed: int = 0
     cache_dir: str = ""
     config: ModelConfig | None = None  # overrides size/dm (tests use a tiny network)
@@ -204,8 +205,13 @@ class Trainer:
         amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
         self.G_train.train()
         with amp:
-            fake, tokens = self.G_train(ref, cur, return_tokens=True)
+            fake, tokens, attn = self.G_train(ref, cur, return_tokens=True)
             fake = fake.float()
+            sup = fake.new_zeros(())
+            if opt.attn_sup:
+                g8 = self.cfg.size // 8
+                sup = (attention_ce(attn[0], block_match(ref, cur, g8, 4))
+                       + attention_ce(attn[1], block_match(ref, cur, g8 // 2, 2))) / 2
             l1 = (fake - cur).abs().mean()
             tok = tokens.float().pow(2).mean()
             perc = pyramid_loss(fake, cur)
@@ -216,9 +222,9 @@ class Trainer:
                     _, rf = self.D_train(cur)
                 adv = hinge_g(fl)
                 fm = feature_matching(rf, ff)
-            loss = 10 * l1 + 10 * (perc + fm) + 1 * adv + opt.token_l2 * tok
+            loss = 10 * l1 + 10 * (perc + fm) + 1 * adv + opt.token_l2 * tok + opt.attn_sup * sup
         stats = {"l1": l1.item(), "perc": perc.item(), "adv": adv.item(), "fm": fm.item(), "tok": tok.item(),
-                 "d": 0.0}
+                 "sup": sup.item(), "d": 0.0}
         if not torch.isfinite(loss):
             return {**stats, "skipped": 1}
         self.opt_g.zero_grad(set_to_none=True)

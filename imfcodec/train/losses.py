@@ -39,3 +39,38 @@ def feature_matching(real_feats: list[list[torch.Tensor]], fake_feats: list[list
             total = total + (f - r.detach()).abs().mean()
             n += 1
     return total / max(n, 1)
+
+
+@torch.no_grad()
+def block_match(ref: torch.Tensor, cur: torch.Tensor, grid: int, radius: int,
+                penalty: float = 2e-4) -> torch.Tensor:
+    """Where each cell of ``cur`` comes from in ``ref``, by exhaustive block matching on a grid x grid
+    lattice: frames are area-resized to 4 px a cell, 8x8 blocks (a cell and half its neighbours) are
+    compared over +-radius cells, and each cell of displacement costs ``penalty`` in MSE so that flat
+    areas stay put. Returns (B, grid*grid) flat indices into the reference's cells: the attention
+    targets that give the alignment a direct signal while photometric gradients are still weak."""
+    res, cell = 4 * grid, 4
+    r = F.interpolate(ref.float(), size=(res, res), mode="area")
+    c = F.interpolate(cur.float(), size=(res, res), mode="area")
+    pad = radius * cell
+    r = F.pad(r, (pad, pad, pad, pad))
+    costs, moves = [], []
+    ys, xs = torch.meshgrid(torch.arange(grid, device=ref.device), torch.arange(grid, device=ref.device),
+                            indexing="ij")
+    for dy in range(-radius, radius + 1):
+        for dx in range(-radius, radius + 1):
+            shifted = r[..., pad + dy * cell: pad + dy * cell + res, pad + dx * cell: pad + dx * cell + res]
+            err = F.avg_pool2d((shifted - c).pow(2).mean(1, keepdim=True), 8, 4, 2)[:, 0]
+            inside = (ys + dy >= 0) & (ys + dy < grid) & (xs + dx >= 0) & (xs + dx < grid)
+            costs.append(torch.where(inside, err + penalty * (abs(dx) + abs(dy)), torch.inf))
+            moves.append((dy, dx))
+    best = torch.stack(costs, 1).argmin(1)  # (B, grid, grid)
+    table = torch.tensor(moves, device=ref.device)
+    d = table[best]  # (B, grid, grid, 2)
+    return ((ys + d[..., 0]) * grid + xs + d[..., 1]).flatten(1)
+
+
+def attention_ce(attn: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of attention rows (B, N, N) against target reference cells (B, N)."""
+    picked = attn.gather(2, target[..., None])[..., 0]
+    return -picked.clamp_min(1e-8).log().mean()

@@ -51,6 +51,8 @@ class TrainOptions:
     token_l2: float = 1e-4        # weight of mean(t^2): IMF_D is scale-free in t, so without it tokens drift
     attn_sup: float = 0.1         # weight of the attention cross-entropy against block-matching targets
     motion_lr: float = 10.0       # learning-rate multiplier of the motion path (token MLP, IMF_D, q/k)
+    motion_steps: int = 0         # motion warm-up after the autoencoder one: attention learns block matching
+    motion_batch: int = 16
     seed: int = 0
     cache_dir: str = ""
     config: ModelConfig | None = None  # overrides size/dm (tests use a tiny network)
@@ -206,7 +208,46 @@ class Trainer:
         return save_weights(self.ema, path, **meta)
 
     # ---- one step ----------------------------------------------------------------------------
+    def motion_step(self) -> dict:
+        """Motion warm-up: only what makes attention (E_T, IMF_D, query/key) learns, from block-matching
+        targets alone. No frame is synthesised, so a step costs a fraction of a full one; the photometric
+        loss alone leaves a fresh motion path static (moving nothing costs less than moving wrongly)."""
+        opt, G = self.opt, self.G
+        ref, cur = self.sampler.batch(opt.motion_batch, same_prob=opt.same_prob)
+        ref, cur = ref.to(self.device), cur.to(self.device)
+        b, g8 = len(ref), self.cfg.size // 8
+        G.train()
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            tokens = G.token_encoder(torch.cat([ref, cur]))
+            m8, m16 = G.token_decoder(tokens)
+            att8 = G.align8.attention(m8[b:], G.align8.keys(m8[:b]))
+            att16 = G.align16.attention(m16[b:], G.align16.keys(m16[:b]))
+        sup = (attention_ce(att8, block_match(ref, cur, g8, 4))
+               + attention_ce(att16, block_match(ref, cur, g8 // 2, 2))) / 2
+        tok = tokens.float().pow(2).mean()
+        loss = sup + opt.token_l2 * tok
+        zero = 0.0
+        stats = {"l1": zero, "perc": zero, "adv": zero, "fm": zero, "tok": tok.item(), "sup": sup.item(), "d": zero}
+        if not torch.isfinite(loss):
+            return {**stats, "skipped": 1}
+        self.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for p in G.parameters() if p.grad is not None]
+        if self.world > 1:  # G is used outside DDP here: average the gradients by hand
+            for p in params:
+                dist.all_reduce(p.grad)
+                p.grad /= self.world
+        if not torch.isfinite(torch.nn.utils.clip_grad_norm_(params, opt.grad_clip)):
+            self.opt_g.zero_grad(set_to_none=True)
+            return {**stats, "skipped": 1}
+        self.opt_g.step()
+        self._ema_update()
+        return {**stats, "skipped": 0}
+
     def train_step(self) -> dict:
+        opt = self.opt
+        if opt.ae_steps <= self.step < opt.ae_steps + opt.motion_steps:
+            return self.motion_step()
         opt = self.opt
         same = 1.0 if self.step < opt.ae_steps else opt.same_prob
         ref, cur = self.sampler.batch(opt.batch, same_prob=same)

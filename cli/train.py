@@ -33,6 +33,8 @@ from .common import console, run_guarded
               help="Weight of the attention cross-entropy against block-matching motion (0: off).")
 @click.option("--motion-lr", type=click.FloatRange(min=0), default=10.0, show_default=True,
               help="Learning-rate multiplier of the motion path (token MLP, IMF_D, attention query/key).")
+@click.option("--motion-steps", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Motion warm-up steps after the autoencoder one: only the motion path learns (block matching).")
 @click.option("--max-minutes", type=float, default=0.0, show_default=True, help="Stop and save after this many minutes (0: no limit).")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default="", help="Frame cache folder (default: OUT/cache).")
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt.")
@@ -41,7 +43,7 @@ from .common import console, run_guarded
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 def train(data, eval_data, out, size, dm, steps, batch, lr, ae_steps, gan_start, eval_every, token_l2,
-          attn_sup, motion_lr, max_minutes, cache_dir, resume, init, device, seed):
+          attn_sup, motion_lr, motion_steps, max_minutes, cache_dir, resume, init, device, seed):
     """Train the IMF network on videos; the best EMA weights go to OUT/best.safetensors."""
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed and not dist.is_initialized():
@@ -49,7 +51,8 @@ def train(data, eval_data, out, size, dm, steps, batch, lr, ae_steps, gan_start,
         dist.init_process_group("nccl" if device != "cpu" and torch.cuda.is_available() else "gloo")
     opt = TrainOptions(data=list(data), out=out, size=size, dm=dm, steps=steps, batch=batch, lr=lr,
                        ae_steps=ae_steps, gan_start=gan_start, eval_data=list(eval_data), eval_every=eval_every,
-                       token_l2=token_l2, attn_sup=attn_sup, motion_lr=motion_lr, max_minutes=max_minutes,
+                       token_l2=token_l2, attn_sup=attn_sup, motion_lr=motion_lr, motion_steps=motion_steps,
+                       max_minutes=max_minutes,
                        cache_dir=cache_dir, resume=resume, init=init, device=device, seed=seed)
 
     def go():

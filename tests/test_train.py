@@ -56,6 +56,17 @@ def test_one_step_changes_weights_and_losses_finite(data_dir, tmp_path):
     assert len(changed) > 0.5 * len(before)
 
 
+def test_motion_warmup_trains_only_the_motion_path(data_dir, tmp_path):
+    torch.manual_seed(0)
+    t = Trainer(opts(data_dir, tmp_path, ae_steps=0, motion_steps=1, motion_batch=2))
+    before = {k: v.clone() for k, v in t.G.state_dict().items()}
+    st = t.train_step()
+    assert st["skipped"] == 0 and np.isfinite(st["sup"]) and st["sup"] > 0
+    changed = {k.split(".")[0] for k, v in t.G.state_dict().items() if not torch.equal(v, before[k])}
+    assert {"token_encoder", "token_decoder", "align8", "align16"} <= changed
+    assert not changed & {"feature_encoder", "frame_decoder", "refine8", "refine16"}
+
+
 def test_fit_resume_and_init(data_dir, tmp_path):
     out = tmp_path / "run"
     t = Trainer(opts(data_dir, out, steps=2))

@@ -85,3 +85,23 @@ def test_normalize_token_path_is_exact_and_unit_scale():
     assert torch.allclose(before_tok, after_tok, rtol=1e-4, atol=1e-4 * before_tok.abs().max().item())
     assert torch.allclose(before, after, atol=1e-4)
     assert all(abs(v - 1) < 1e-3 for v in again.values())
+
+
+def test_restored_modulation_bias_makes_token_scale_matter():
+    """With zero modulation biases IMF_D cannot tell a token from a scaled copy; with them back it can."""
+    from imfcodec.model.conditioning import restore_modulation_bias
+    torch.manual_seed(0)
+    m = IMF(TINY).eval()
+    dec = m.token_decoder
+    t = torch.randn(1, TINY.dm)
+    with torch.no_grad():
+        for p in [*dec.mapping.parameters()]:
+            if p.ndim == 1:
+                p.zero_()
+        for layer in [*dec.to16, *dec.to8]:
+            layer.conv.affine.bias.zero_()
+        same = (dec(t)[0] - dec(2 * t)[0]).abs().max()
+        assert restore_modulation_bias(m) == len(dec.to16) + len(dec.to8)
+        differs = (dec(t)[0] - dec(2 * t)[0]).abs().max()
+        assert restore_modulation_bias(m) == 0  # only lost biases are touched
+    assert same < 1e-4 < differs

@@ -18,7 +18,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from ..codec import pick_device
 from ..metrics import msssim, psnr_rgb
 from ..model import IMF, ModelConfig
-from ..model.conditioning import normalize_token_path
+from ..model.conditioning import normalize_token_path, restore_modulation_bias
 from ..model.weights import load_weights, save_weights
 from .data import FrameCache, PairSampler, find_videos, load_clip
 from .discriminator import MultiScaleD
@@ -130,6 +130,7 @@ class Trainer:
             self.G.load_state_dict(init.model.state_dict())
             # exact: bring drifted token-path activations back to unit scale, so Adam's steps fit them
             normalize_token_path(self.G, self.sampler.batch(16, same_prob=1.0)[1].to(self.device))
+            restore_modulation_bias(self.G)
         self.ema = copy.deepcopy(self.G).eval()
         for p in self.ema.parameters():
             p.requires_grad_(False)

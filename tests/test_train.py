@@ -44,6 +44,13 @@ def test_cache_and_pairs(data_dir, tmp_path):
     assert torch.equal(ref, cur)  # same frame, same augmentation on both
     ref, cur = s.batch(8)
     assert not torch.equal(ref, cur)
+    near = PairSampler(cache, seed=0, augment=False, max_gap=1)
+    frames = torch.from_numpy(np.array(cache.frames)).permute(0, 3, 1, 2).float() / 255
+    for _ in range(5):
+        ref, cur = near.batch(1)
+        i = int((frames - ref).abs().flatten(1).mean(1).argmin())
+        j = int((frames - cur).abs().flatten(1).mean(1).argmin())
+        assert abs(i - j) <= 1
 
 
 def test_one_step_changes_weights_and_losses_finite(data_dir, tmp_path):

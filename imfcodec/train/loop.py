@@ -53,6 +53,7 @@ class TrainOptions:
     motion_lr: float = 10.0       # learning-rate multiplier of the motion path (token MLP, IMF_D, q/k)
     motion_steps: int = 0         # motion warm-up after the autoencoder one: attention learns block matching
     motion_batch: int = 16
+    max_gap: int = 0              # frames between reference and current at most (0: anywhere in the clip)
     seed: int = 0
     cache_dir: str = ""
     config: ModelConfig | None = None  # overrides size/dm (tests use a tiny network)
@@ -115,7 +116,7 @@ class Trainer:
         self._barrier()
         if self.rank != 0:
             self.cache = FrameCache(videos, self.cfg.size, cache_dir)
-        self.sampler = PairSampler(self.cache, seed=opt.seed * 1000 + self.rank)
+        self.sampler = PairSampler(self.cache, seed=opt.seed * 1000 + self.rank, max_gap=opt.max_gap)
         self.eval_clips = []
         if opt.eval_data and self.rank == 0:
             ecache = FrameCache(find_videos(opt.eval_data), self.cfg.size, cache_dir)

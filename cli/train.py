@@ -29,9 +29,9 @@ from .common import console, run_guarded
 @click.option("--eval-every", type=click.IntRange(min=0), default=500, show_default=True, help="Steps between evaluations.")
 @click.option("--token-l2", type=click.FloatRange(min=0), default=1e-4, show_default=True,
               help="Weight of the mean squared token value: keeps tokens from drifting in scale.")
-@click.option("--attn-sup", type=click.FloatRange(min=0), default=0.1, show_default=True,
+@click.option("--attn-sup", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Weight of the attention cross-entropy against block-matching motion (0: off).")
-@click.option("--motion-lr", type=click.FloatRange(min=0), default=10.0, show_default=True,
+@click.option("--motion-lr", type=click.FloatRange(min=0), default=1.0, show_default=True,
               help="Learning-rate multiplier of the motion path (token MLP, IMF_D, attention query/key).")
 @click.option("--motion-steps", type=click.IntRange(min=0), default=0, show_default=True,
               help="Motion warm-up steps after the autoencoder one: only the motion path learns (block matching).")

@@ -49,8 +49,8 @@ class TrainOptions:
     ema_decay: float = 0.999
     grad_clip: float = 1.0
     token_l2: float = 1e-4        # weight of mean(t^2): IMF_D is scale-free in t, so without it tokens drift
-    attn_sup: float = 0.1         # weight of the attention cross-entropy against block-matching targets
-    motion_lr: float = 10.0       # learning-rate multiplier of the motion path (token MLP, IMF_D, q/k)
+    attn_sup: float = 0.0         # weight of the attention cross-entropy against block-matching targets
+    motion_lr: float = 1.0        # learning-rate multiplier of the motion path (token MLP, IMF_D, q/k)
     motion_steps: int = 0         # motion warm-up after the autoencoder one: attention learns block matching
     motion_batch: int = 16
     max_gap: int = 0              # frames between reference and current at most (0: anywhere in the clip)

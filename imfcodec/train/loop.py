@@ -61,8 +61,8 @@ class TrainOptions:
 
 
 #: Where motion is made: the token's MLP, IMF_D, and the attention's query/key projections. Their effect
-#: on a frame passes through products of small factors (a token varies ~15% within a clip, motion features
-#: ~4% with it, positional embeddings dominate the logits), so at the common lr Adam moves them too slowly.
+#: on a frame passes through products of small factors (in the first shipped weights motion features differ
+#: ~3% between frames, and the query's motion part is ~1% of its positional part), hence --motion-lr.
 MOTION_PARAMS = ("token_encoder.mlp.", "token_decoder.", "align8.q.", "align8.k.", "align16.q.", "align16.k.")
 
 
@@ -210,6 +210,12 @@ class Trainer:
         return save_weights(self.ema, path, **meta)
 
     # ---- one step ----------------------------------------------------------------------------
+    def _attention_loss(self, attn: list[torch.Tensor], ref: torch.Tensor, cur: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of the 1/8 and 1/16 attention maps against block matching (+-32 px at both)."""
+        g8 = self.cfg.size // 8
+        return (attention_ce(attn[0], block_match(ref, cur, g8, 4))
+                + attention_ce(attn[1], block_match(ref, cur, g8 // 2, 2))) / 2
+
     def motion_step(self) -> dict:
         """Motion warm-up: only what makes attention (E_T, IMF_D, query/key) learns, from block-matching
         targets alone. No frame is synthesised, so a step costs a fraction of a full one; the photometric
@@ -217,15 +223,14 @@ class Trainer:
         opt, G = self.opt, self.G
         ref, cur = self.sampler.batch(opt.motion_batch, same_prob=opt.same_prob)
         ref, cur = ref.to(self.device), cur.to(self.device)
-        b, g8 = len(ref), self.cfg.size // 8
+        b = len(ref)
         G.train()
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
             tokens = G.token_encoder(torch.cat([ref, cur]))
             m8, m16 = G.token_decoder(tokens)
             att8 = G.align8.attention(m8[b:], G.align8.keys(m8[:b]))
             att16 = G.align16.attention(m16[b:], G.align16.keys(m16[:b]))
-        sup = (attention_ce(att8, block_match(ref, cur, g8, 4))
-               + attention_ce(att16, block_match(ref, cur, g8 // 2, 2))) / 2
+        sup = self._attention_loss([att8, att16], ref, cur)
         tok = tokens.float().pow(2).mean()
         loss = sup + opt.token_l2 * tok
         zero = 0.0
@@ -250,7 +255,6 @@ class Trainer:
         opt = self.opt
         if opt.ae_steps <= self.step < opt.ae_steps + opt.motion_steps:
             return self.motion_step()
-        opt = self.opt
         same = 1.0 if self.step < opt.ae_steps else opt.same_prob
         ref, cur = self.sampler.batch(opt.batch, same_prob=same)
         ref, cur = ref.to(self.device), cur.to(self.device)
@@ -260,11 +264,7 @@ class Trainer:
         with amp:
             fake, tokens, attn = self.G_train(ref, cur, return_tokens=True)
             fake = fake.float()
-            sup = fake.new_zeros(())
-            if opt.attn_sup:
-                g8 = self.cfg.size // 8
-                sup = (attention_ce(attn[0], block_match(ref, cur, g8, 4))
-                       + attention_ce(attn[1], block_match(ref, cur, g8 // 2, 2))) / 2
+            sup = self._attention_loss(attn, ref, cur) if opt.attn_sup else fake.new_zeros(())
             l1 = (fake - cur).abs().mean()
             tok = tokens.float().pow(2).mean()
             perc = pyramid_loss(fake, cur)

@@ -55,10 +55,10 @@ def test_cache_and_pairs(data_dir, tmp_path):
 
 def test_one_step_changes_weights_and_losses_finite(data_dir, tmp_path):
     torch.manual_seed(0)
-    t = Trainer(opts(data_dir, tmp_path))
+    t = Trainer(opts(data_dir, tmp_path, attn_sup=0.1))
     before = {k: v.clone() for k, v in t.G.state_dict().items()}
     st = t.train_step()
-    assert st["skipped"] == 0 and np.isfinite([st["l1"], st["perc"]]).all()
+    assert st["skipped"] == 0 and np.isfinite([st["l1"], st["perc"], st["sup"]]).all() and st["sup"] > 0
     changed = [k for k, v in t.G.state_dict().items() if not torch.equal(v, before[k])]
     assert len(changed) > 0.5 * len(before)
 

@@ -80,6 +80,7 @@ def test_fit_resume_and_init(data_dir, tmp_path):
     t.fit()
     assert (out / "checkpoint.pt").exists() and (out / "best.safetensors").exists()
     assert (out / "eval.csv").read_text().count("\n") >= 2  # header, step 0, step 2
+    assert "static_psnr" in (out / "eval.csv").read_text().splitlines()[0]
     g = {k: v.clone() for k, v in t.G.state_dict().items()}
 
     r = Trainer(opts(data_dir, out, steps=3, resume=True))
@@ -182,3 +183,24 @@ def test_block_match_finds_a_shift_and_supervises_attention():
     assert torch.equal(same, cells)  # nothing moved: every cell maps onto itself
     onehot = torch.nn.functional.one_hot(idx, 256).float()[None]
     assert attention_ce(onehot, idx[None]) < 1e-6 < attention_ce(torch.full((1, 256, 256), 1 / 256), idx[None])
+
+
+def test_static_psnr_equals_psnr_when_frames_do_not_move():
+    from imfcodec.model import IMF
+    from imfcodec.train.loop import evaluate
+    torch.manual_seed(0)
+    still = torch.rand(1, 3, 64, 64).expand(5, -1, -1, -1)  # every frame is the reference
+    r = evaluate(IMF(TINY), [still, torch.rand(4, 3, 64, 64)], torch.device("cpu"))
+    assert set(r) == {"psnr", "msssim", "static_psnr", "floor_psnr", "floor_msssim"}
+    r1 = evaluate(IMF(TINY), [still], torch.device("cpu"))
+    assert abs(r1["static_psnr"] - r1["psnr"]) < 1e-4
+
+
+def test_log_with_other_columns_keeps_the_old_log(tmp_path):
+    import types
+    t = types.SimpleNamespace(rank=0, opt=types.SimpleNamespace(out=str(tmp_path)))
+    Trainer._log(t, "eval.csv", {"step": 1, "psnr": 20.0})
+    Trainer._log(t, "eval.csv", {"step": 2, "psnr": 21.0})
+    Trainer._log(t, "eval.csv", {"step": 3, "psnr": 22.0, "static_psnr": 20.5})
+    assert (tmp_path / "eval-old.csv").read_text().splitlines() == ["step,psnr", "1,20.0", "2,21.0"]
+    assert (tmp_path / "eval.csv").read_text().splitlines() == ["step,psnr,static_psnr", "3,22.0,20.5"]

@@ -74,23 +74,27 @@ def _dist_info() -> tuple[int, int]:
 
 @torch.no_grad()
 def evaluate(model: IMF, clips: list[torch.Tensor], device: torch.device, batch: int = 8) -> dict:
-    """Mean PSNR / MS-SSIM over frames 1.. of each clip, frame 0 the reference; and the repeat floor."""
+    """Mean PSNR / MS-SSIM over frames 1.. of each clip, frame 0 the reference; the repeat floor; and
+    `static_psnr`, the PSNR when every frame gets the reference's token: equal to `psnr` while the motion
+    path does nothing."""
     model.eval()
-    ps, ms, fps_, fms = [], [], [], []
+    ps, ms, ss, fps_, fms = [], [], [], [], []
     for frames in clips:
         ref = model.reference(frames[:1].to(device))
         target = frames[1:]
-        outs = []
+        outs, statics = [], []
         for i in range(0, len(target), batch):
             x = target[i:i + batch].to(device)
             outs.append(model.synthesize(model.encode_tokens(x), ref).clamp(0, 1).float().cpu())
+            statics.append(model.synthesize(ref.token.expand(len(x), -1), ref).clamp(0, 1).float().cpu())
         out = torch.cat(outs)
         ps.append(psnr_rgb(out, target).mean())
         ms.append(msssim(out, target).mean())
+        ss.append(psnr_rgb(torch.cat(statics), target).mean())
         rep = frames[:1].expand_as(target)
         fps_.append(psnr_rgb(rep, target).mean())
         fms.append(msssim(rep, target).mean())
-    return {"psnr": float(np.mean(ps)), "msssim": float(np.mean(ms)),
+    return {"psnr": float(np.mean(ps)), "msssim": float(np.mean(ms)), "static_psnr": float(np.mean(ss)),
             "floor_psnr": float(np.mean(fps_)), "floor_msssim": float(np.mean(fms))}
 
 
@@ -194,6 +198,12 @@ class Trainer:
             return
         path = os.path.join(self.opt.out, name)
         new = not os.path.exists(path)
+        if not new:  # a run resumed by another version may log other columns: keep the old log aside
+            with open(path, newline="") as f:
+                header = next(csv.reader(f), [])
+            if header != list(row):
+                os.replace(path, path[:-len(".csv")] + "-old.csv" if path.endswith(".csv") else path + ".old")
+                new = True
         with open(path, "a", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(row))
             if new:

@@ -69,8 +69,8 @@ class IMF(nn.Module):
         return (frames, [att8, att16]) if return_attention else frames
 
     def forward(self, ref_frames: torch.Tensor, cur_frames: torch.Tensor,
-                return_tokens: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-        """Frames from (reference, current) pairs; with return_tokens also the tokens and attention maps."""
+                return_aux: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """Frames from (reference, current) pairs; with return_aux also the tokens and attention maps."""
         tokens = self.token_encoder(cur_frames)
-        out = self.synthesize(tokens, self.reference(ref_frames), return_attention=return_tokens)
-        return (out[0], tokens, out[1]) if return_tokens else out
+        out = self.synthesize(tokens, self.reference(ref_frames), return_attention=return_aux)
+        return (out[0], tokens, out[1]) if return_aux else out

@@ -272,7 +272,7 @@ class Trainer:
         amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
         self.G_train.train()
         with amp:
-            fake, tokens, attn = self.G_train(ref, cur, return_tokens=True)
+            fake, tokens, attn = self.G_train(ref, cur, return_aux=True)
             fake = fake.float()
             sup = self._attention_loss(attn, ref, cur) if opt.attn_sup else fake.new_zeros(())
             l1 = (fake - cur).abs().mean()

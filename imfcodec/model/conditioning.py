@@ -27,8 +27,7 @@ def normalize_token_path(model: IMF, frames: torch.Tensor) -> dict[str, float]:
     found: dict[str, float] = {}
 
     # E_T trunk: stage k's input arrives divided by a_prev; make its output divided by a_k.
-    h = torch.nn.functional.leaky_relu(enc.stem(torch.nn.functional.pixel_unshuffle(frames * 2 - 1, 4)), 0.2)
-    h = h * 2 ** 0.5
+    h = enc.stem_features(frames)
     a_prev = 1.0
     for k, stage in enumerate(enc.trunk):
         assert isinstance(stage, Down)
@@ -49,8 +48,9 @@ def normalize_token_path(model: IMF, frames: torch.Tensor) -> dict[str, float]:
     # IMF_D mapping: the style may be scaled freely as long as every affine's bias follows.
     tokens = enc(frames)
     m0, m2 = dec.mapping[0], dec.mapping[2]
-    g1 = _rms(m0(tokens))
-    g2 = _rms(m2(dec.mapping[1](m0(tokens))))
+    h0 = m0(tokens)
+    g1 = _rms(h0)
+    g2 = _rms(m2(dec.mapping[1](h0)))
     found["style"] = g2
     m0.weight.div_(g1)
     m0.bias.div_(g1)

@@ -46,6 +46,9 @@ class TokenEncoder(nn.Module):
         self.mlp = nn.Sequential(nn.Flatten(), nn.Linear(cin * 16, cfg.style_dim), nn.LeakyReLU(0.2),
                                  nn.Linear(cfg.style_dim, cfg.dm))
 
+    def stem_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The trunk's input: the stem on the 4x4 space-to-depth of the frame."""
+        return act(self.stem(F.pixel_unshuffle(x * 2 - 1, 4)))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = act(self.stem(F.pixel_unshuffle(x * 2 - 1, 4)))
-        return self.mlp(self.trunk(h))
+        return self.mlp(self.trunk(self.stem_features(x)))

@@ -35,6 +35,10 @@ from .common import console, run_guarded
               help="Learning-rate multiplier of the motion path (token MLP, IMF_D, attention query/key).")
 @click.option("--motion-steps", type=click.IntRange(min=0), default=0, show_default=True,
               help="Motion warm-up steps after the autoencoder one: only the motion path learns (block matching).")
+@click.option("--flow-steps", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Flow warm-up steps after those: only E_T and the token flow learn, warping the reference.")
+@click.option("--flow-sup", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Weight of the pull toward block matching's flow during the flow warm-up.")
 @click.option("--max-gap", type=click.IntRange(min=0), default=0, show_default=True,
               help="Most frames between a pair's reference and current frame (0: anywhere in the clip).")
 @click.option("--max-minutes", type=float, default=0.0, show_default=True, help="Stop and save after this many minutes (0: no limit).")
@@ -45,7 +49,7 @@ from .common import console, run_guarded
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 def train(data, eval_data, out, size, dm, steps, batch, lr, ae_steps, gan_start, eval_every, token_l2,
-          attn_sup, motion_lr, motion_steps, max_gap, max_minutes, cache_dir, resume, init, device, seed):
+          attn_sup, motion_lr, motion_steps, flow_steps, flow_sup, max_gap, max_minutes, cache_dir, resume, init, device, seed):
     """Train the IMF network on videos; the best EMA weights go to OUT/best.safetensors."""
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed and not dist.is_initialized():
@@ -54,7 +58,7 @@ def train(data, eval_data, out, size, dm, steps, batch, lr, ae_steps, gan_start,
     opt = TrainOptions(data=list(data), out=out, size=size, dm=dm, steps=steps, batch=batch, lr=lr,
                        ae_steps=ae_steps, gan_start=gan_start, eval_data=list(eval_data), eval_every=eval_every,
                        token_l2=token_l2, attn_sup=attn_sup, motion_lr=motion_lr, motion_steps=motion_steps,
-                       max_gap=max_gap, max_minutes=max_minutes, cache_dir=cache_dir, resume=resume, init=init,
+                       flow_steps=flow_steps, flow_sup=flow_sup, max_gap=max_gap, max_minutes=max_minutes, cache_dir=cache_dir, resume=resume, init=init,
                        device=device, seed=seed)
 
     def go():

@@ -76,13 +76,19 @@ def test_normalize_token_path_is_exact_and_unit_scale():
             stage.conv.bias.mul_(50)
         for p in m.token_decoder.mapping[0].parameters():
             p.mul_(1e4)
+        m.token_encoder.mlp[3].weight.mul_(0.01)  # tiny tokens, as token_l2 left them
+        m.token_encoder.mlp[3].bias.mul_(0.01)
+        m.flow.mlp[-1].bias.normal_()  # a flow that depends on the tokens, so their scale is compensated
+        m.flow.mlp[-1].weight.normal_()
         ref, cur = torch.rand(1, 3, 64, 64), torch.rand(4, 3, 64, 64)
         before_tok, before = m.encode_tokens(cur), m(ref.expand(4, -1, -1, -1), cur)
         found = normalize_token_path(m, cur)
         assert found["trunk.0"] > 5 and found["style"] > 100
         after_tok, after = m.encode_tokens(cur), m(ref.expand(4, -1, -1, -1), cur)
         again = normalize_token_path(m, cur)
-    assert torch.allclose(before_tok, after_tok, rtol=1e-4, atol=1e-4 * before_tok.abs().max().item())
+    r = found["token"]
+    assert torch.allclose(before_tok / r, after_tok, rtol=1e-4, atol=1e-4 * after_tok.abs().max().item())
+    assert abs(after_tok.pow(2).mean().sqrt().item() - 1) < 1e-3
     assert torch.allclose(before, after, atol=1e-4)
     assert all(abs(v - 1) < 1e-3 for v in again.values())
 
@@ -105,3 +111,26 @@ def test_restored_modulation_bias_makes_token_scale_matter():
         differs = (dec(t)[0] - dec(2 * t)[0]).abs().max()
         assert restore_modulation_bias(m) == 0  # only lost biases are touched
     assert same < 1e-4 < differs
+
+
+def test_warp_moves_content_by_the_flow():
+    from imfcodec.model.flow import warp
+    x = torch.rand(1, 3, 16, 16)
+    assert torch.equal(warp(x, torch.zeros(2, 2, 4, 4)), x.expand(2, -1, -1, -1))
+    right = torch.zeros(1, 2, 4, 4)
+    right[:, 0] = 2 / 16  # every point of the output comes from one pixel to its right
+    assert torch.allclose(warp(x, right)[..., :-1], x[..., 1:], atol=1e-6)
+
+
+def test_token_flow_starts_as_identity_and_moves_frames_once_trained():
+    torch.manual_seed(0)
+    m = IMF(TINY).eval()
+    ref, cur = torch.rand(1, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    cache = m.reference(ref)
+    tokens = m.encode_tokens(cur)
+    with torch.no_grad():
+        assert torch.count_nonzero(m.flow(tokens, cache.token)) == 0
+        before = m.synthesize(tokens, cache)
+        m.flow.mlp[-1].bias.fill_(0.25)
+        after = m.synthesize(tokens, cache)
+    assert (after - before).abs().mean() > 1e-3

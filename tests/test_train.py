@@ -204,3 +204,39 @@ def test_log_with_other_columns_keeps_the_old_log(tmp_path):
     Trainer._log(t, "eval.csv", {"step": 3, "psnr": 22.0, "static_psnr": 20.5})
     assert (tmp_path / "eval-old.csv").read_text().splitlines() == ["step,psnr", "1,20.0", "2,21.0"]
     assert (tmp_path / "eval.csv").read_text().splitlines() == ["step,psnr,static_psnr", "3,22.0,20.5"]
+
+
+def test_flow_warmup_trains_only_token_encoder_and_flow(data_dir, tmp_path):
+    torch.manual_seed(0)
+    t = Trainer(opts(data_dir, tmp_path, ae_steps=0, flow_steps=1, motion_batch=2))
+    before = {k: v.clone() for k, v in t.G.state_dict().items()}
+    st = t.train_step()
+    assert st["skipped"] == 0 and np.isfinite([st["perc"], st["sup"]]).all()
+    changed = {k.split(".")[0] for k, v in t.G.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed == {"token_encoder", "flow"}
+
+
+def test_block_flow_is_the_block_match_as_normalised_flow():
+    from imfcodec.train.losses import block_flow
+    g = torch.Generator().manual_seed(0)
+    ref = torch.nn.functional.interpolate(torch.rand(1, 3, 16, 16, generator=g), size=64, mode="bilinear")
+    cur = torch.roll(ref, shifts=(8, -4), dims=(2, 3))  # current point (x, y) was at (x + 1, y - 2) cells
+    f = block_flow(ref, cur, grid=16, radius=3)[0, :, 3:13, 3:13]
+    assert ((f[0] - 2 / 16).abs() < 1e-6).float().mean() > 0.9
+    assert ((f[1] + 4 / 16).abs() < 1e-6).float().mean() > 0.9
+
+
+def test_init_from_weights_without_flow(data_dir, tmp_path):
+    import dataclasses
+    from imfcodec.model import IMF
+    from imfcodec.model.weights import save_weights
+    old = IMF(dataclasses.replace(TINY, flow_grid=0)).eval()
+    path = str(tmp_path / "old.safetensors")
+    save_weights(old, path, steps=5)
+    assert load_weights(path).model.flow is None
+    t = Trainer(opts(data_dir, tmp_path / "ft", init=path))
+    assert t.G.cfg == TINY and t.base_steps == 5
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():  # the fresh flow is the identity warp: the same function as before
+        assert torch.allclose(t.G.eval()(x[:1].expand(2, -1, -1, -1), x), old(x[:1].expand(2, -1, -1, -1), x),
+                              atol=1e-4)

@@ -21,8 +21,9 @@ def _rms(x: torch.Tensor) -> float:
 
 @torch.no_grad()
 def normalize_token_path(model: IMF, frames: torch.Tensor) -> dict[str, float]:
-    """Rescale E_T's trunk and MLP and IMF_D's mapping and style affines in place so that their
-    activations on ``frames`` (B, 3, H, W) have unit RMS. Returns the RMS found before rescaling."""
+    """Rescale E_T's trunk, MLP and tokens and IMF_D's mapping and style affines in place so that their
+    activations on ``frames`` (B, 3, H, W) have unit RMS; frames and flows are unchanged, tokens are
+    scaled. Returns the RMS found before rescaling."""
     enc, dec = model.token_encoder, model.token_decoder
     found: dict[str, float] = {}
 
@@ -44,6 +45,16 @@ def normalize_token_path(model: IMF, frames: torch.Tensor) -> dict[str, float]:
     lin1.weight.mul_(a_prev / b)
     lin1.bias.div_(b)
     lin2.weight.mul_(b)
+
+    # The tokens themselves to unit RMS, every consumer compensating: the token flow's MLP reads them
+    # unnormalised, and at ~0.02 its Adam steps could not make a flow of useful size in thousands of steps.
+    r = _rms(enc(frames))
+    found["token"] = r
+    lin2.weight.div_(r)
+    lin2.bias.div_(r)
+    dec.mapping[0].weight.mul_(r)
+    if model.flow is not None:
+        model.flow.mlp[0].weight.mul_(r)
 
     # IMF_D mapping: the style may be scaled freely as long as every affine's bias follows.
     tokens = enc(frames)

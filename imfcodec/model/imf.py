@@ -10,6 +10,7 @@ from torch import nn
 from .alignment import CrossAttentionAlign, Refine, fold_fine, to_map, to_tokens, unfold_fine
 from .config import ModelConfig
 from .encoders import FeatureEncoder, TokenEncoder
+from .flow import TokenFlow, warp
 from .frame_decoder import FrameDecoder
 from .token_decoder import TokenDecoder
 
@@ -20,8 +21,7 @@ class Reference:
     token: torch.Tensor     # t_r (B, dm)
     keys8: torch.Tensor     # (B, N8, attn_dim)
     keys16: torch.Tensor    # (B, N16, attn_dim)
-    values8: torch.Tensor   # (B, N8, C): features at 1/8 with 1/4 and 1/2 folded in
-    values16: torch.Tensor  # (B, N16, C)
+    feats: list[torch.Tensor]  # E_F's maps at 1/2 .. 1/16 (warped per frame when the model has a flow)
 
 
 class IMF(nn.Module):
@@ -39,6 +39,7 @@ class IMF(nn.Module):
         self.refine8 = Refine(w[2], cfg.heads, cfg.blocks[0], g8 * g8)
         self.refine16 = Refine(w[3], cfg.heads, cfg.blocks[1], g16 * g16)
         self.frame_decoder = FrameDecoder(cfg)          # D_F
+        self.flow = TokenFlow(cfg.dm, cfg.flow_grid, cfg.flow_hidden) if cfg.flow_grid else None
 
     def encode_tokens(self, frames: torch.Tensor) -> torch.Tensor:
         """t = E_T(x) for a batch of frames (B, 3, H, W) in [0, 1]."""
@@ -48,8 +49,7 @@ class IMF(nn.Module):
         feats = self.feature_encoder(frame)
         token = self.token_encoder(frame)
         m8, m16 = self.token_decoder(token)
-        return Reference(token=token, keys8=self.align8.keys(m8), keys16=self.align16.keys(m16),
-                         values8=to_tokens(fold_fine(feats[:3])), values16=to_tokens(feats[3]))
+        return Reference(token=token, keys8=self.align8.keys(m8), keys16=self.align16.keys(m16), feats=feats)
 
     def synthesize(self, tokens: torch.Tensor, ref: Reference,
                    return_attention: bool = False) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
@@ -59,10 +59,14 @@ class IMF(nn.Module):
         g8, g16 = cfg.size // 8, cfg.size // 16
         w = list(cfg.widths)
         m8, m16 = self.token_decoder(tokens)
+        feats = ref.feats
+        if self.flow is not None:
+            flow = self.flow(tokens, ref.token)
+            feats = [warp(f, flow) for f in feats]
         att16 = self.align16.attention(m16, ref.keys16)
         att8 = self.align8.attention(m8, ref.keys8)
-        a16 = self.refine16(self.align16.aligned(att16, ref.values16))
-        a8 = self.align8.aligned(att8, ref.values8)
+        a16 = self.refine16(self.align16.aligned(att16, to_tokens(feats[3])))
+        a8 = self.align8.aligned(att8, to_tokens(fold_fine(feats[:3])))
         a8 = torch.cat([self.refine8(a8[..., :w[2]]), a8[..., w[2]:]], dim=-1)
         feats = unfold_fine(to_map(a8, g8, g8), w[:3]) + [to_map(a16, g16, g16)]
         frames = self.frame_decoder(feats, m8, m16)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import math
 import os
 import time
@@ -13,16 +14,18 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ..codec import pick_device
 from ..metrics import msssim, psnr_rgb
 from ..model import IMF, ModelConfig
 from ..model.conditioning import normalize_token_path, restore_modulation_bias
+from ..model.flow import warp
 from ..model.weights import load_weights, save_weights
 from .data import FrameCache, PairSampler, find_videos, load_clip
 from .discriminator import MultiScaleD
-from .losses import attention_ce, block_match, feature_matching, hinge_d, hinge_g, pyramid_loss
+from .losses import attention_ce, block_flow, block_match, feature_matching, hinge_d, hinge_g, pyramid_loss
 
 
 @dataclass
@@ -53,6 +56,8 @@ class TrainOptions:
     motion_lr: float = 1.0        # learning-rate multiplier of the motion path (token MLP, IMF_D, q/k)
     motion_steps: int = 0         # motion warm-up after the autoencoder one: attention learns block matching
     motion_batch: int = 16
+    flow_steps: int = 0           # flow warm-up after the autoencoder one: E_T + token flow warp the reference
+    flow_sup: float = 1.0         # weight of the pull toward block matching's flow in that warm-up
     max_gap: int = 0              # frames between reference and current at most (0: anywhere in the clip)
     seed: int = 0
     cache_dir: str = ""
@@ -130,9 +135,7 @@ class Trainer:
         self.G = IMF(self.cfg).to(self.device)
         if opt.init:
             init = load_weights(opt.init)
-            if init.model.cfg != self.cfg:
-                raise ValueError(f"--init weights have config {init.model.cfg}, not {self.cfg}")
-            self.G.load_state_dict(init.model.state_dict())
+            self._load_init(init.model)
             # exact: bring drifted token-path activations back to unit scale, so Adam's steps fit them
             normalize_token_path(self.G, self.sampler.batch(16, same_prob=1.0)[1].to(self.device))
             restore_modulation_bias(self.G)
@@ -158,6 +161,14 @@ class Trainer:
             self.D_train = DDP(self.D, device_ids=ids)
         else:
             self.G_train, self.D_train = self.G, self.D
+
+    def _load_init(self, model: IMF) -> None:
+        """Load --init weights; weights made before the token flow existed get a fresh (identity) one."""
+        legacy = model.cfg.flow_grid == 0 and self.cfg == dataclasses.replace(
+            model.cfg, flow_grid=self.cfg.flow_grid, flow_hidden=self.cfg.flow_hidden)
+        if model.cfg != self.cfg and not legacy:
+            raise ValueError(f"--init weights have config {model.cfg}, not {self.cfg}")
+        self.G.load_state_dict(model.state_dict(), strict=not legacy)  # legacy: only flow.* is missing
 
     # ---- bookkeeping -------------------------------------------------------------------------
     @property
@@ -242,9 +253,12 @@ class Trainer:
             att16 = G.align16.attention(m16[b:], G.align16.keys(m16[:b]))
         sup = self._attention_loss([att8, att16], ref, cur)
         tok = tokens.float().pow(2).mean()
-        loss = sup + opt.token_l2 * tok
-        zero = 0.0
-        stats = {"l1": zero, "perc": zero, "adv": zero, "fm": zero, "tok": tok.item(), "sup": sup.item(), "d": zero}
+        return self._apply_g(sup + opt.token_l2 * tok, {"l1": 0.0, "perc": 0.0, "adv": 0.0, "fm": 0.0,
+                                                         "tok": tok.item(), "sup": sup.item(), "d": 0.0})
+
+    def _apply_g(self, loss: torch.Tensor, stats: dict) -> dict:
+        """One guarded generator update outside DDP (warm-up stages use parts of G only)."""
+        opt, G = self.opt, self.G
         if not torch.isfinite(loss):
             return {**stats, "skipped": 1}
         self.opt_g.zero_grad(set_to_none=True)
@@ -261,10 +275,33 @@ class Trainer:
         self._ema_update()
         return {**stats, "skipped": 0}
 
+    def flow_step(self) -> dict:
+        """Flow warm-up: only E_T and the token flow learn, by warping the reference image (at half size)
+        onto the current frame under the pyramid loss, pulled toward block matching's flow so that large
+        motions are found. No frame is synthesised, so a step costs a fraction of a full one."""
+        opt, G = self.opt, self.G
+        ref, cur = self.sampler.batch(opt.motion_batch, same_prob=opt.same_prob)
+        ref, cur = ref.to(self.device), cur.to(self.device)
+        b = len(ref)
+        G.train()
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            tokens = G.token_encoder(torch.cat([ref, cur]))
+            flow = G.flow(tokens[b:], tokens[:b]).float()
+        small_ref, small_cur = F.avg_pool2d(ref, 2), F.avg_pool2d(cur, 2)
+        photo = pyramid_loss(warp(small_ref, flow), small_cur)
+        sup = (flow - block_flow(ref, cur, G.flow.grid, 4)).abs().mean()
+        tok = tokens.float().pow(2).mean()
+        return self._apply_g(photo + opt.flow_sup * sup + opt.token_l2 * tok,
+                             {"l1": 0.0, "perc": photo.item(), "adv": 0.0, "fm": 0.0, "tok": tok.item(),
+                              "sup": sup.item(), "d": 0.0})
+
     def train_step(self) -> dict:
         opt = self.opt
-        if opt.ae_steps <= self.step < opt.ae_steps + opt.motion_steps:
+        warm = opt.ae_steps + opt.motion_steps
+        if opt.ae_steps <= self.step < warm:
             return self.motion_step()
+        if warm <= self.step < warm + opt.flow_steps and self.G.flow is not None:
+            return self.flow_step()
         same = 1.0 if self.step < opt.ae_steps else opt.same_prob
         ref, cur = self.sampler.batch(opt.batch, same_prob=same)
         ref, cur = ref.to(self.device), cur.to(self.device)

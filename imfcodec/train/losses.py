@@ -70,6 +70,17 @@ def block_match(ref: torch.Tensor, cur: torch.Tensor, grid: int, radius: int,
     return ((ys + d[..., 0]) * grid + xs + d[..., 1]).flatten(1)
 
 
+def block_flow(ref: torch.Tensor, cur: torch.Tensor, grid: int, radius: int) -> torch.Tensor:
+    """:func:`block_match` as a backward flow (B, 2, grid, grid), x then y, in normalised coordinates
+    (2.0 spans the frame): the target the token flow is pulled toward during its warm-up."""
+    idx = block_match(ref, cur, grid, radius)
+    ys, xs = torch.meshgrid(torch.arange(grid, device=ref.device), torch.arange(grid, device=ref.device),
+                            indexing="ij")
+    dx = (idx % grid).view(-1, grid, grid) - xs
+    dy = torch.div(idx, grid, rounding_mode="floor").view(-1, grid, grid) - ys
+    return torch.stack([dx, dy], 1).float() * (2 / grid)
+
+
 def attention_ce(attn: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of attention rows (B, N, N) against target reference cells (B, N)."""
     picked = attn.gather(2, target[..., None])[..., 0]

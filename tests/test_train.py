@@ -240,3 +240,19 @@ def test_init_from_weights_without_flow(data_dir, tmp_path):
     with torch.no_grad():  # the fresh flow is the identity warp: the same function as before
         assert torch.allclose(t.G.eval()(x[:1].expand(2, -1, -1, -1), x), old(x[:1].expand(2, -1, -1, -1), x),
                               atol=1e-4)
+
+
+def test_init_from_mlp_token_weights_keeps_what_fits(data_dir, tmp_path):
+    import dataclasses
+    from imfcodec.model import IMF
+    from imfcodec.model.weights import save_weights
+    old = IMF(dataclasses.replace(TINY, flow_grid=0, keypoints=False)).eval()
+    path = str(tmp_path / "mlp.safetensors")
+    save_weights(old, path, steps=5)
+    t = Trainer(opts(data_dir, tmp_path / "ft", init=path))
+    assert t.G.cfg == TINY and hasattr(t.G.token_encoder, "heat")
+    new = t.G.state_dict()
+    for k, v in old.state_dict().items():
+        if not k.startswith(("token_encoder", "token_decoder")):  # the token path is rescaled, not kept
+            assert torch.equal(new[k], v)
+    assert "token_encoder.stem.weight" in new and "token_encoder.mlp.1.weight" not in new

@@ -39,22 +39,23 @@ def normalize_token_path(model: IMF, frames: torch.Tensor) -> dict[str, float]:
         for bias in (stage.conv.bias, stage.res.c1.bias, stage.res.c2.bias):
             bias.div_(a)
         a_prev = a
-    lin1, lin2 = enc.mlp[1], enc.mlp[3]
-    b = _rms(lin1(enc.mlp[0](h)))
-    found["mlp"] = b
-    lin1.weight.mul_(a_prev / b)
-    lin1.bias.div_(b)
-    lin2.weight.mul_(b)
+    if hasattr(enc, "mlp"):  # keypoint heads standardise their maps: blind to the trunk's scale
+        lin1, lin2 = enc.mlp[1], enc.mlp[3]
+        b = _rms(lin1(enc.mlp[0](h)))
+        found["mlp"] = b
+        lin1.weight.mul_(a_prev / b)
+        lin1.bias.div_(b)
+        lin2.weight.mul_(b)
 
-    # The tokens themselves to unit RMS, every consumer compensating: the token flow's MLP reads them
-    # unnormalised, and at ~0.02 its Adam steps could not make a flow of useful size in thousands of steps.
-    r = _rms(enc(frames))
-    found["token"] = r
-    lin2.weight.div_(r)
-    lin2.bias.div_(r)
-    dec.mapping[0].weight.mul_(r)
-    if model.flow is not None:
-        model.flow.mlp[0].weight.mul_(r)
+        # The tokens themselves to unit RMS, every consumer compensating: the token flow's MLP reads them
+        # unnormalised, and at ~0.02 its Adam steps could not make a flow of useful size in thousands of steps.
+        r = _rms(enc(frames))
+        found["token"] = r
+        lin2.weight.div_(r)
+        lin2.bias.div_(r)
+        dec.mapping[0].weight.mul_(r)
+        if model.flow is not None:
+            model.flow.mlp[0].weight.mul_(r)
 
     # IMF_D mapping: the style may be scaled freely as long as every affine's bias follows.
     tokens = enc(frames)

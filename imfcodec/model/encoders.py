@@ -1,6 +1,8 @@
 """E_F (dense multi-scale appearance features) and E_T (one latent token per frame)."""
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -29,13 +31,20 @@ class FeatureEncoder(nn.Module):
 
 
 class TokenEncoder(nn.Module):
-    """E_T: residual/downsampling trunk to a 4x4 map, then an MLP to one dm-dimensional token."""
+    """E_T: one dm-dimensional token per frame.
+
+    Two heads. ``keypoints`` (the default): the trunk stops at 1/8 scale and dm/2 heatmaps, each
+    standardised over space and sharpened by a learned temperature, give dm/2 (x, y) positions by
+    soft-argmax, in normalised coordinates. Such a token moves with the content even before training, so
+    the token flow learns from its first step; heatmaps without a bias are also blind to the trunk's scale.
+    ``mlp`` (the first shipped weights): a trunk down to 4x4 and an MLP, an implicit token.
+    """
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         c = cfg.token_width
         chans = [c // 4, c // 2, c, c]
-        n_down = (cfg.size // 4).bit_length() - 3  # from size/4 down to 4x4
+        n_down = 1 if cfg.keypoints else (cfg.size // 4).bit_length() - 3  # to 1/8, or to 4x4
         self.stem = nn.Conv2d(48, chans[0], 3, padding=1)  # on the 4x4 space-to-depth of the frame
         layers, cin = [], chans[0]
         for i in range(n_down):
@@ -43,12 +52,30 @@ class TokenEncoder(nn.Module):
             layers.append(Down(cin, cout))
             cin = cout
         self.trunk = nn.Sequential(*layers)
-        self.mlp = nn.Sequential(nn.Flatten(), nn.Linear(cin * 16, cfg.style_dim), nn.LeakyReLU(0.2),
-                                 nn.Linear(cfg.style_dim, cfg.dm))
+        if cfg.keypoints:
+            self.heat = nn.Conv2d(cin, cfg.dm // 2, 1, bias=False)
+            self.log_temp = nn.Parameter(torch.full((cfg.dm // 2,), math.log(4.0)))
+        else:
+            self.mlp = nn.Sequential(nn.Flatten(), nn.Linear(cin * 16, cfg.style_dim), nn.LeakyReLU(0.2),
+                                     nn.Linear(cfg.style_dim, cfg.dm))
 
     def stem_features(self, x: torch.Tensor) -> torch.Tensor:
         """The trunk's input: the stem on the 4x4 space-to-depth of the frame."""
         return act(self.stem(F.pixel_unshuffle(x * 2 - 1, 4)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.mlp(self.trunk(self.stem_features(x)))
+        h = self.trunk(self.stem_features(x))
+        if not hasattr(self, "heat"):
+            return self.mlp(h)
+        return soft_argmax(self.heat(h), self.log_temp.exp())
+
+
+def soft_argmax(logits: torch.Tensor, temp: torch.Tensor) -> torch.Tensor:
+    """(B, K, h, w) maps -> (B, 2K) expected (x, y) of softmax(temp * standardised map), in [-1, 1]."""
+    b, k, h, w = logits.shape
+    z = logits.float().flatten(2)
+    z = (z - z.mean(-1, keepdim=True)) / (z.std(-1, keepdim=True) + 1e-6)
+    p = torch.softmax(z * temp[:, None], dim=-1).view(b, k, h, w)
+    ys = torch.linspace(-1 + 1 / h, 1 - 1 / h, h, device=logits.device)
+    xs = torch.linspace(-1 + 1 / w, 1 - 1 / w, w, device=logits.device)
+    return torch.stack([(p.sum(2) * xs).sum(-1), (p.sum(3) * ys).sum(-1)], dim=-1).flatten(1)

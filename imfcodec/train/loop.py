@@ -68,7 +68,7 @@ class TrainOptions:
 #: Where motion is made: the token's MLP, IMF_D, and the attention's query/key projections. Their effect
 #: on a frame passes through products of small factors (in the first shipped weights motion features differ
 #: ~3% between frames, and the query's motion part is ~1% of its positional part), hence --motion-lr.
-MOTION_PARAMS = ("token_encoder.mlp.", "token_decoder.", "align8.q.", "align8.k.", "align16.q.", "align16.k.")
+MOTION_PARAMS = ("token_encoder.mlp.", "token_encoder.heat.", "token_encoder.log_temp", "flow.", "token_decoder.", "align8.q.", "align8.k.", "align16.q.", "align16.k.")
 
 
 def _dist_info() -> tuple[int, int]:
@@ -163,12 +163,16 @@ class Trainer:
             self.G_train, self.D_train = self.G, self.D
 
     def _load_init(self, model: IMF) -> None:
-        """Load --init weights; weights made before the token flow existed get a fresh (identity) one."""
-        legacy = model.cfg.flow_grid == 0 and self.cfg == dataclasses.replace(
-            model.cfg, flow_grid=self.cfg.flow_grid, flow_hidden=self.cfg.flow_hidden)
-        if model.cfg != self.cfg and not legacy:
-            raise ValueError(f"--init weights have config {model.cfg}, not {self.cfg}")
-        self.G.load_state_dict(model.state_dict(), strict=not legacy)  # legacy: only flow.* is missing
+        """Load --init weights. Weights from before keypoint tokens and the token flow keep what still
+        fits (E_T's stem and first stage, everything outside E_T); the new parts start fresh."""
+        cfg = self.cfg
+        legacy = not model.cfg.flow_grid and cfg == dataclasses.replace(
+            model.cfg, keypoints=cfg.keypoints, flow_grid=cfg.flow_grid, flow_hidden=cfg.flow_hidden)
+        if model.cfg != cfg and not legacy:
+            raise ValueError(f"--init weights have config {model.cfg}, not {cfg}")
+        own = self.G.state_dict()
+        state = {k: v for k, v in model.state_dict().items() if k in own and own[k].shape == v.shape}
+        self.G.load_state_dict(state, strict=not legacy)
 
     # ---- bookkeeping -------------------------------------------------------------------------
     @property

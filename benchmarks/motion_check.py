@@ -1,6 +1,7 @@
 """Does the motion path do anything? For each clip: PSNR of frames synthesised from their own tokens, from
-the reference's token instead (no motion information at all), the floor of repeating the first frame, and
-how far the 1/8-scale attention moves content (mean displacement of its expected source, in 8 px cells).
+the reference's token instead (no motion information at all), the floor of repeating the first frame, how
+far the 1/8-scale attention moves content (mean displacement of its expected source, in 8 px cells), and
+how far the token flow warps the reference (mean length, in pixels; models that have one).
 
     python benchmarks/motion_check.py [WEIGHTS] [CLIP ...] [--frames 100] [--stride 4]
 """
@@ -45,14 +46,18 @@ def main() -> None:
         tokens = model.encode_tokens(target)
         moved, (att8, _) = model.synthesize(tokens, ref, return_attention=True)
         static = model.synthesize(ref.token.expand_as(tokens), ref)
+        flow = model.flow(tokens, ref.token) if model.flow is not None else torch.zeros(1, 2, 1, 1)
         row = (psnr_rgb(moved.clamp(0, 1), target).mean().item(), psnr_rgb(static.clamp(0, 1), target).mean().item(),
-               psnr_rgb(x[:1].expand_as(target), target).mean().item(), attention_displacement(att8, size // 8))
+               psnr_rgb(x[:1].expand_as(target), target).mean().item(), attention_displacement(att8, size // 8),
+               float((flow * size / 2).norm(dim=1).mean()))
         rows.append(row)
-        print(f"{os.path.basename(path):32s} tokens {row[0]:6.2f} dB  reference token {row[1]:6.2f} dB  "
-              f"floor {row[2]:6.2f} dB  attention moves {row[3]:.2f} cells")
-    m = np.mean(rows, 0)
-    print(f"{'mean':32s} tokens {m[0]:6.2f} dB  reference token {m[1]:6.2f} dB  floor {m[2]:6.2f} dB  "
-          f"attention moves {m[3]:.2f} cells")
+        _report(os.path.basename(path), row)
+    _report("mean", np.mean(rows, 0))
+
+
+def _report(name: str, row) -> None:
+    print(f"{name:32s} tokens {row[0]:6.2f} dB  reference token {row[1]:6.2f} dB  floor {row[2]:6.2f} dB  "
+          f"attention moves {row[3]:.2f} cells  flow moves {row[4]:.1f} px")
 
 
 if __name__ == "__main__":

@@ -241,17 +241,25 @@ class Trainer:
         return (attention_ce(attn[0], block_match(ref, cur, g8, 4))
                 + attention_ce(attn[1], block_match(ref, cur, g8 // 2, 2))) / 2
 
+    def _amp(self):
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+
+    def _warmup_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A warm-up batch of motion_batch pairs and the tokens of its references, then current frames."""
+        ref, cur = self.sampler.batch(self.opt.motion_batch, same_prob=self.opt.same_prob)
+        ref, cur = ref.to(self.device), cur.to(self.device)
+        self.G.train()
+        with self._amp():
+            return ref, cur, self.G.token_encoder(torch.cat([ref, cur]))
+
     def motion_step(self) -> dict:
         """Motion warm-up: only what makes attention (E_T, IMF_D, query/key) learns, from block-matching
         targets alone. No frame is synthesised, so a step costs a fraction of a full one; the photometric
         loss alone leaves a fresh motion path static (moving nothing costs less than moving wrongly)."""
         opt, G = self.opt, self.G
-        ref, cur = self.sampler.batch(opt.motion_batch, same_prob=opt.same_prob)
-        ref, cur = ref.to(self.device), cur.to(self.device)
+        ref, cur, tokens = self._warmup_batch()
         b = len(ref)
-        G.train()
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-            tokens = G.token_encoder(torch.cat([ref, cur]))
+        with self._amp():
             m8, m16 = G.token_decoder(tokens)
             att8 = G.align8.attention(m8[b:], G.align8.keys(m8[:b]))
             att16 = G.align16.attention(m16[b:], G.align16.keys(m16[:b]))
@@ -284,12 +292,9 @@ class Trainer:
         onto the current frame under the pyramid loss, pulled toward block matching's flow so that large
         motions are found. No frame is synthesised, so a step costs a fraction of a full one."""
         opt, G = self.opt, self.G
-        ref, cur = self.sampler.batch(opt.motion_batch, same_prob=opt.same_prob)
-        ref, cur = ref.to(self.device), cur.to(self.device)
+        ref, cur, tokens = self._warmup_batch()
         b = len(ref)
-        G.train()
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-            tokens = G.token_encoder(torch.cat([ref, cur]))
+        with self._amp():
             flow = G.flow(tokens[b:], tokens[:b]).float()
         small_ref, small_cur = F.avg_pool2d(ref, 2), F.avg_pool2d(cur, 2)
         photo = pyramid_loss(warp(small_ref, flow), small_cur)
@@ -310,7 +315,7 @@ class Trainer:
         ref, cur = self.sampler.batch(opt.batch, same_prob=same)
         ref, cur = ref.to(self.device), cur.to(self.device)
         gan = self.step >= opt.gan_start
-        amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+        amp = self._amp()
         self.G_train.train()
         with amp:
             fake, tokens, attn = self.G_train(ref, cur, return_aux=True)

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig
-from .layers import Down, ResBlock, act
+from .layers import Down, ResBlock, act, centres
 
 
 class FeatureEncoder(nn.Module):
@@ -76,6 +76,5 @@ def soft_argmax(logits: torch.Tensor, temp: torch.Tensor) -> torch.Tensor:
     z = logits.float().flatten(2)
     z = (z - z.mean(-1, keepdim=True)) / (z.std(-1, keepdim=True) + 1e-6)
     p = torch.softmax(z * temp[:, None], dim=-1).view(b, k, h, w)
-    ys = torch.linspace(-1 + 1 / h, 1 - 1 / h, h, device=logits.device)
-    xs = torch.linspace(-1 + 1 / w, 1 - 1 / w, w, device=logits.device)
+    xs, ys = centres(w, logits.device), centres(h, logits.device)
     return torch.stack([(p.sum(2) * xs).sum(-1), (p.sum(3) * ys).sum(-1)], dim=-1).flatten(1)

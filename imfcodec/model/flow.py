@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .layers import centres
+
 
 class TokenFlow(nn.Module):
     def __init__(self, dm: int, grid: int, hidden: int):
@@ -33,9 +35,7 @@ def warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     """Backward-warp maps x (1 or B, C, h, w) by a flow (B, 2, g, g) upsampled bilinearly to h x w."""
     b, (h, w) = flow.shape[0], x.shape[-2:]
     f = F.interpolate(flow.float(), size=(h, w), mode="bilinear", align_corners=False)
-    ys = torch.linspace(-1 + 1 / h, 1 - 1 / h, h, device=x.device)
-    xs = torch.linspace(-1 + 1 / w, 1 - 1 / w, w, device=x.device)
-    base = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=0)  # (2, h, w): x then y
+    base = torch.stack(torch.meshgrid(centres(w, x.device), centres(h, x.device), indexing="xy"), dim=0)  # (2, h, w): x then y
     grid = (base[None] + f).permute(0, 2, 3, 1)
     return F.grid_sample(x.float().expand(b, -1, -1, -1), grid, mode="bilinear", padding_mode="border",
                          align_corners=False)

@@ -8,6 +8,12 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def centres(n: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """The n pixel centres of an axis in normalised coordinates (-1 and 1 are the outer edges), as
+    grid_sample with align_corners=False reads them."""
+    return torch.linspace(-1 + 1 / n, 1 - 1 / n, n, device=device)
+
+
 def act(x: torch.Tensor) -> torch.Tensor:
     """Leaky ReLU scaled to keep unit variance (StyleGAN2's fused activation, unfused)."""
     return F.leaky_relu(x, 0.2) * math.sqrt(2.0)

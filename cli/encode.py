@@ -6,6 +6,7 @@ import click
 from imfcodec import keyframe
 from imfcodec.bitstream import KEYFRAME_CODECS
 from imfcodec.codec import EncodeOptions, encode_file
+from imfcodec.refine import DEFAULT_REFINE_STEPS
 
 from .common import console, network_options, print_json, progress_bar, run_guarded
 
@@ -30,16 +31,20 @@ from .common import console, network_options, print_json, progress_bar, run_guar
               help="Keyframe CRF (lower = better, more bytes).")
 @click.option("--keyframe-interval", type=click.IntRange(min=0), default=0, show_default=True,
               help="Frames between keyframes; 0 = only the first frame.")
+@click.option("--refine", "refine_steps", type=click.IntRange(0, 10000), default=DEFAULT_REFINE_STEPS,
+              show_default=True,
+              help="Token refinement steps per frame (gradient steps through the decoder; 0 = off: "
+                   "several times faster encoding, lower quality).")
 @click.option("--frames", "max_frames", type=click.IntRange(min=1), default=None,
               help="Encode at most this many frames.")
 @network_options
 def encode(src, dst, dm, token_codec, zfp_rate, qstep, resize, keyframe_codec, keyframe_quality,
-           keyframe_interval, max_frames, batch, weights, device, allow_untrained, as_json, quiet):
+           keyframe_interval, refine_steps, max_frames, batch, weights, device, allow_untrained, as_json, quiet):
     """Encode the video SRC into an .imf file."""
     opts = EncodeOptions(dm=dm, weights=weights, token_codec=token_codec, zfp_rate=zfp_rate, qstep=qstep,
                          resize=resize, keyframe_codec=keyframe_codec, keyframe_quality=keyframe_quality,
-                         keyframe_interval=keyframe_interval, max_frames=max_frames, batch=batch, device=device,
-                         allow_untrained=allow_untrained)
+                         keyframe_interval=keyframe_interval, refine_steps=refine_steps, max_frames=max_frames,
+                         batch=batch, device=device, allow_untrained=allow_untrained)
     with progress_bar("encode", quiet or as_json) as cb:
         r = run_guarded(encode_file, src, dst, opts, cb)
     summary = {"frames": r.frames, "bytes_total": r.bytes_total, "bytes_keyframe": r.bytes_keyframe,

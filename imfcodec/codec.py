@@ -21,6 +21,7 @@ from . import bitstream as bs
 from . import keyframe
 from .errors import BitstreamError, UserError
 from .model.weights import LoadedModel, load_weights, shipped_path
+from .refine import DEFAULT_REFINE_STEPS, refine_tokens
 from .video_io import RESIZE_POLICIES, VideoWriter, probe, read_frames, source_size, to_model, to_source
 from entropy import CODEC_IDS, coder_from_header, make_coder
 
@@ -44,6 +45,7 @@ class EncodeOptions:
     max_frames: int | None = None
     allow_untrained: bool = False
     keep_tokens: bool = False           # return the dequantized tokens (tests, analysis)
+    refine_steps: int = DEFAULT_REFINE_STEPS  # encoder-side token refinement (imfcodec.refine); 0: off
 
 
 @dataclass
@@ -141,7 +143,7 @@ def _same_file(a: str, b: str) -> bool:
     return os.path.exists(b) and os.path.samefile(a, b)
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: token refinement needs autograd through the decoder
 def encode_file(src: str, dst: str, opts: EncodeOptions, progress: Progress | None = None) -> EncodeResult:
     t0 = time.time()
     if opts.resize not in RESIZE_POLICIES:
@@ -152,6 +154,8 @@ def encode_file(src: str, dst: str, opts: EncodeOptions, progress: Progress | No
         raise UserError(f"unknown token codec {opts.token_codec!r}: use {', '.join(CODEC_IDS)}")
     if opts.keyframe_interval < 0 or not 0 <= opts.keyframe_quality <= 63:
         raise UserError("keyframe interval must be >= 0 and keyframe quality 0..63")
+    if opts.refine_steps < 0:
+        raise UserError("refine steps must be >= 0")
     if _same_file(src, dst):
         raise UserError("output would overwrite the input")
     info = probe(src)
@@ -179,14 +183,19 @@ def encode_file(src: str, dst: str, opts: EncodeOptions, progress: Progress | No
         w.chunk(bs.HEAD, header.pack())
         pending: list[np.ndarray] = []
         first = 0
+        ref = None  # what the decoder will derive from the last decoded keyframe (for refinement)
 
         def flush() -> None:
-            nonlocal pending
+            nonlocal pending, ref
             if not pending:
                 return
             toks = []
             for i in range(0, len(pending), opts.batch):
-                toks.append(model.encode_tokens(_to_tensor(pending[i:i + opts.batch], device)).float().cpu())
+                x = _to_tensor(pending[i:i + opts.batch], device)
+                t = model.encode_tokens(x)
+                if opts.refine_steps:
+                    t = refine_tokens(model, ref, x, t, opts.refine_steps)
+                toks.append(t.float().cpu())
             payload, deq = coder.encode(torch.cat(toks).numpy())
             w.chunk(bs.TOKN, bs.pack_tokens(first, len(pending), payload))
             nbytes["tok"] += len(payload)
@@ -201,6 +210,9 @@ def encode_file(src: str, dst: str, opts: EncodeOptions, progress: Progress | No
                 flush()
                 data = keyframe.encode(x, opts.keyframe_codec, opts.keyframe_quality)
                 w.chunk(bs.KEYF, bs.pack_keyframe(n, data))
+                if opts.refine_steps:
+                    ref = model.reference(_to_tensor([keyframe.decode(data, header.keyframe_codec, size, size)],
+                                                     device))
                 nbytes["key"] += len(data)
                 coder.reset()
             else:

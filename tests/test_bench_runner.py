@@ -30,6 +30,7 @@ class EncodeOptions:
     token_codec: str = "zfp"
     zfp_rate: float = 8.0
     qstep: float = 0.1
+    refine_steps: int = 30
     max_frames: int | None = None
 
 
@@ -105,6 +106,27 @@ def test_rd_curve_end_to_end(tmp_path, monkeypatch):
     assert "imfcodec dm64 zfp: missing" in report and "LPIPS" in report and "the Y plane as stored" in report
 
 
+def test_each_refine_setting_is_its_own_curve(tmp_path, monkeypatch):
+    codec = fake_codec()
+    seen = []
+    encode = codec.encode_file
+    codec.encode_file = lambda src, dst, opts, progress=None: (seen.append(opts.refine_steps),
+                                                               encode(src, dst, opts))
+    monkeypatch.setitem(sys.modules, "imfcodec.codec", codec)
+    monkeypatch.setattr(imfcodec, "codec", codec, raising=False)
+    weights = tmp_path / "dm32.safetensors"
+    weights.write_bytes(b"stand-in")
+    monkeypatch.setattr(imfcodec.model.weights, "shipped_path", lambda dm, size=256: str(weights))
+    src = str(make_clip(tmp_path / "tiny.y4m", frames=2, w=64, h=64))
+    res = CliRunner().invoke(rd_curve, [src, "-o", str(tmp_path / "out"), "--anchors", "none", "--rates", "4,8",
+                                        "--refine", "0,5", "--size", "64"])
+    assert res.exit_code == 0, res.output
+    with open(tmp_path / "out" / "points.csv") as f:
+        methods = [r["method"] for r in csv.DictReader(f)]
+    assert methods.count("imfcodec dm32 zfp refine 0") == 2 and methods.count("imfcodec dm32 zfp refine 5") == 2
+    assert seen == [0, 0, 5, 5]
+
+
 @pytest.mark.parametrize("args, message", [
     (["absent.mp4"], "input not found"),
     (["{src}", "--dm", "32,x"], "--dm: expected comma-separated int"),
@@ -112,6 +134,7 @@ def test_rd_curve_end_to_end(tmp_path, monkeypatch):
     (["{src}", "--size", "63"], "--size must be 0 or an even number"),
     (["{src}", "--frames", "0"], "--frames must be at least 1"),
     (["{src}", "--token-codec", "gzip"], "unknown token codec"),
+    (["{src}", "--refine", "-1"], "--refine steps must be >= 0"),
     (["{src}", "--vtm", "{src}"], "not a VTM bitstream"),
     (["{src}", "--dcvc-dc", "absent.json"], "cannot read DCVC-DC results"),
 ])

@@ -36,6 +36,7 @@ class Job:
     token_codecs: list[str] = field(default_factory=lambda: ["zfp"])
     rates: list[float] = field(default_factory=lambda: [2.0, 4.0, 8.0])  # zfp: bits per token value
     qsteps: list[float] = field(default_factory=list)  # learned: quantisation steps (none: the codec's default)
+    refine: list[int] = field(default_factory=list)  # encoder token-refinement steps (none: the encoder's default)
     vtm: list[str] = field(default_factory=list)  # bitstreams or folders of them
     vtm_encoder: str | None = None
     vtm_cfg: str | None = None
@@ -138,8 +139,8 @@ def _imfcodec_steps(run: _Run) -> tuple[list[Step], list[Point]]:
     except ImportError:
         codec = None
     job, steps, missing = run.job, [], []
-    for dm, tc in ((dm, tc) for dm in job.dms for tc in job.token_codecs):
-        method = f"imfcodec dm{dm} {tc}"
+    for dm, tc, r in ((dm, tc, r) for dm in job.dms for tc in job.token_codecs for r in job.refine or [None]):
+        method = f"imfcodec dm{dm} {tc}" + ("" if r is None else f" refine {r}")
         weights = shipped_path(dm, job.size) if codec and job.size else ""
         reason = ("imfcodec.codec is not available" if codec is None else
                   "--size 0: imfcodec codes at its model size" if not job.size else
@@ -150,6 +151,8 @@ def _imfcodec_steps(run: _Run) -> tuple[list[Step], list[Point]]:
             continue
         for v in (job.rates if tc == "zfp" else job.qsteps or [None]):
             options = {"dm": dm, "weights": weights, "token_codec": tc}
+            if r is not None:
+                options["refine_steps"] = r
             if v is None:
                 setting = "qstep default"
             else:
@@ -175,6 +178,8 @@ def _check(job: Job) -> None:
     for tc in job.token_codecs:
         if tc not in TOKEN_CODECS:
             raise UserError(f"unknown token codec {tc!r}: choose from {', '.join(TOKEN_CODECS)}")
+    if any(r < 0 for r in job.refine):
+        raise UserError("--refine steps must be >= 0")
     for s in job.sources:
         probe(s)  # a missing or unreadable source fails here, before any work
     names = [Path(s).stem for s in job.sources]

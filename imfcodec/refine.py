@@ -1,0 +1,59 @@
+"""Encoder-side token refinement: analysis by synthesis.
+
+The token encoder E_T gives a fast, amortised guess of each frame's token. The encoder also holds the
+decoder and the decoded keyframe, so it can do better: descend the decoder's own reconstruction error
+with respect to the few numbers of the token. The decoder and the bitstream do not change, a refined
+token is simply a better token; only encoding gets slower (one forward and backward pass of the
+synthesis per frame and step).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .model import IMF
+from .model.imf import Reference
+
+#: Steps `imfcodec encode` takes by default (see the model card for what they buy and cost).
+DEFAULT_REFINE_STEPS = 30
+
+
+def refine_tokens(model: IMF, ref: Reference, frames: torch.Tensor, tokens: torch.Tensor, steps: int,
+                  lr: float = 0.05) -> torch.Tensor:
+    """Tokens (B, dm) that reconstruct frames (B, 3, H, W) in [0, 1] from ref with lower squared error.
+
+    Adam on the tokens with a cosine-decayed step size; each frame keeps the best token any step
+    reached, so the result is never worse than the input tokens. Frames are independent: Adam is
+    element-wise and the loss is a sum over frames.
+    """
+    if steps <= 0:
+        return tokens
+    params = list(model.parameters())
+    was_training, needs = model.training, [p.requires_grad for p in params]
+    model.eval()
+    for p in params:
+        p.requires_grad_(False)
+    target = frames.detach()
+    t = tokens.detach().clone().requires_grad_(True)
+    best, best_err = tokens.detach().clone(), torch.full((len(tokens),), math.inf, device=tokens.device)
+    opt = torch.optim.Adam([t], lr=lr)
+    try:
+        with torch.enable_grad():
+            for step in range(steps + 1):
+                err = (model.synthesize(t, ref) - target).pow(2).mean(dim=(1, 2, 3))
+                better = err.detach() < best_err
+                best[better] = t.detach()[better]
+                best_err = torch.where(better, err.detach(), best_err)
+                if step == steps:
+                    break
+                for g in opt.param_groups:
+                    g["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
+                opt.zero_grad(set_to_none=True)
+                err.sum().backward()
+                opt.step()
+    finally:
+        for p, r in zip(params, needs):
+            p.requires_grad_(r)
+        model.train(was_training)
+    return best

@@ -9,9 +9,11 @@ synthesis per frame and step).
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 
+from .metrics import msssim_t
 from .model import IMF
 from .model.imf import Reference
 
@@ -19,9 +21,22 @@ from .model.imf import Reference
 DEFAULT_REFINE_STEPS = 30
 
 
+def mse(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return (out - target).pow(2).mean(dim=(1, 2, 3))
+
+
+def mse_msssim(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """50 MSE + (1 - MS-SSIM): near 24 dB the two terms are about equal. On held-out clips it gave 0.008 more
+    MS-SSIM than MSE alone for 0.07 dB less PSNR (MODEL_CARD.md)."""
+    return 50 * mse(out, target) + 1 - msssim_t(out.clamp(0, 1), target).to(out.dtype)
+
+
+Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (output, target) -> per-frame loss (B,)
+
+
 def refine_tokens(model: IMF, ref: Reference, frames: torch.Tensor, tokens: torch.Tensor, steps: int,
-                  lr: float = 0.05) -> torch.Tensor:
-    """Tokens (B, dm) that reconstruct frames (B, 3, H, W) in [0, 1] from ref with lower squared error.
+                  lr: float = 0.05, loss: Loss = mse_msssim) -> torch.Tensor:
+    """Tokens (B, dm) that reconstruct frames (B, 3, H, W) in [0, 1] from ref with a lower loss (per frame).
 
     Adam on the tokens with a cosine-decayed step size; each frame keeps the best token any step
     reached, so the result is never worse than the input tokens. Frames are independent: Adam is
@@ -41,7 +56,7 @@ def refine_tokens(model: IMF, ref: Reference, frames: torch.Tensor, tokens: torc
     try:
         with torch.enable_grad():
             for step in range(steps + 1):
-                err = (model.synthesize(t, ref) - target).pow(2).mean(dim=(1, 2, 3))
+                err = loss(model.synthesize(t, ref), target)
                 better = err.detach() < best_err
                 best[better] = t.detach()[better]
                 best_err = torch.where(better, err.detach(), best_err)

@@ -4,7 +4,7 @@ import torch
 
 from imfcodec.codec import EncodeOptions, decode_file, DecodeOptions, encode_file
 from imfcodec.model import IMF, TINY
-from imfcodec.refine import refine_tokens
+from imfcodec.refine import mse, refine_tokens
 from imfcodec.video_io import read_frames, to_model
 
 
@@ -34,7 +34,7 @@ def test_refinement_finds_the_token_that_made_the_frame_and_leaves_the_model_alo
         ref, t_true = model.reference(frames[:1]), model.encode_tokens(frames[1:])
         target = model.synthesize(t_true, ref)
     t0 = t_true + 0.3 * torch.randn_like(t_true)
-    t = refine_tokens(model, ref, target, t0, steps=30, lr=0.05)
+    t = refine_tokens(model, ref, target, t0, steps=30, lr=0.05, loss=mse)
     e0, e1 = _err(model, t0, ref, target), _err(model, t, ref, target)
     assert (e1 <= e0).all() and e1.sum() < 0.5 * e0.sum()
     assert model.training and all(p.requires_grad for p in model.parameters())

@@ -184,9 +184,16 @@ def encode_file(src: str, dst: str, opts: EncodeOptions, progress: Progress | No
         pending: list[np.ndarray] = []
         first = 0
         ref = None  # what the decoder will derive from the last decoded keyframe (for refinement)
+        done = 0  # frames coded, for the progress bar (refinement makes token batches the slow part)
+
+        def advance(k: int) -> None:
+            nonlocal done
+            done += k
+            if progress:
+                progress(done, max(expected, done))
 
         def flush() -> None:
-            nonlocal pending, ref
+            nonlocal pending
             if not pending:
                 return
             toks = []
@@ -196,6 +203,7 @@ def encode_file(src: str, dst: str, opts: EncodeOptions, progress: Progress | No
                 if opts.refine_steps:
                     t = refine_tokens(model, ref, x, t, opts.refine_steps)
                 toks.append(t.float().cpu())
+                advance(len(x))
             payload, deq = coder.encode(torch.cat(toks).numpy())
             w.chunk(bs.TOKN, bs.pack_tokens(first, len(pending), payload))
             nbytes["tok"] += len(payload)
@@ -215,6 +223,7 @@ def encode_file(src: str, dst: str, opts: EncodeOptions, progress: Progress | No
                                                      device))
                 nbytes["key"] += len(data)
                 coder.reset()
+                advance(1)
             else:
                 if not pending:
                     first = n
@@ -222,8 +231,6 @@ def encode_file(src: str, dst: str, opts: EncodeOptions, progress: Progress | No
                 if len(pending) == opts.chunk_frames:
                     flush()
             n += 1
-            if progress:
-                progress(n, expected)
         flush()
         header.frames = n
         w.rewrite_header(header)

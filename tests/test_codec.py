@@ -108,7 +108,7 @@ def no_leftovers(folder):
 
 def test_cli_round_trip_and_json(tmp_path, clip, tiny):
     imf = tmp_path / "c.imf"
-    p = cli("encode", clip, "-o", imf, "--weights", tiny, "--allow-untrained", "--json")
+    p = cli("encode", clip, "-o", imf, "--weights", tiny, "--allow-untrained", "--json", "--refine", "2")
     assert p.returncode == 0, p.stderr
     p = cli("info", imf, "--json")
     assert p.returncode == 0 and '"frames": 12' in p.stdout

@@ -6,7 +6,7 @@ import pytest
 
 from imfcodec.bench.bdrate import bd_rate
 from imfcodec.bench.points import Point
-from imfcodec.bench.report import bd_table
+from imfcodec.bench.report import bd_table, means
 
 Q = np.array([30.0, 32.5, 35.0, 37.0, 38.5])
 R = 0.002 * 2 ** (Q / 3)  # rate doubles every 3 dB
@@ -55,3 +55,17 @@ def test_table_per_source_and_mean():
     assert rows["psnr_y", "a"].percent == pytest.approx(-20.0)
     assert rows["psnr_y", "b"].percent == pytest.approx(-50.0)
     assert rows["psnr_rgb", "mean"].percent == pytest.approx(-35.0)
+
+
+def test_means_cover_settings_every_source_has():
+    pts = [Point("x265", "a", "crf 51", 10, 0.01, psnr_rgb=24.0, msssim=0.8),
+           Point("x265", "b", "crf 51", 10, 0.03, psnr_rgb=26.0, msssim=0.9),
+           Point("x265", "a", "crf 47", 10, 0.02, psnr_rgb=27.0, msssim=0.9),  # b lacks crf 47: no mean
+           Point("VTM", "a", "a_qp47", 10, 0.004, psnr_rgb=20.0),  # VTM names settings after the source
+           Point("VTM", "b", "b_qp47", 10, 0.006, psnr_rgb=22.0),
+           Point("imfcodec dm64 zfp", "", "missing: no weights", 0, math.nan)]  # a missing method: no row
+    rows = {(r[0], r[1]): r for r in means(pts)}
+    assert set(rows) == {("x265", "crf 51"), ("VTM", "qp47")}
+    _, _, n, bpp, tok, psnr, _, ssim, *_ = rows["x265", "crf 51"]
+    assert (n, bpp, psnr, ssim) == (2, pytest.approx(0.02), 25.0, pytest.approx(0.85))
+    assert math.isnan(tok) and rows["VTM", "qp47"][5] == 21.0

@@ -9,7 +9,7 @@ from dataclasses import astuple, dataclass
 import numpy as np
 
 from .bdrate import bd_rate
-from .points import COLUMNS, METRICS, Point, curve, methods
+from .points import COLUMNS, METRICS, Point, curve, curve_key, methods
 from .vtm import Check
 
 IMFCODEC = "imfcodec"  # the prefix of every imfcodec method: the curves compared against the anchors
@@ -54,6 +54,27 @@ def bd_table(points: list[Point]) -> list[BdRow]:
     return rows
 
 
+MEAN_FIELDS = ("bpp_total", "bpp_tokens", "psnr_rgb", "psnr_y", "msssim", "lpips", "encode_fps", "decode_fps")
+
+
+def means(points: list[Point]) -> list[list]:
+    """[method, setting, sources, *means of MEAN_FIELDS] for every method and setting that all of the run's
+    sources have: the numbers a summary quotes, so nobody averages points.csv by hand."""
+    sources = {p.source for p in points if p.source}
+    groups: dict[tuple[str, str], list[Point]] = {}
+    for p in points:
+        if not math.isnan(p.bpp_total):
+            groups.setdefault((p.method, curve_key(p)), []).append(p)
+    rows = []
+    for (method, setting), g in groups.items():
+        if {p.source for p in g} != sources:
+            continue
+        cols = [[getattr(p, f) for p in g] for f in MEAN_FIELDS]
+        rows.append([method, setting.strip(" _-"), len(g)] +
+                    [math.nan if any(math.isnan(v) for v in c) else float(np.mean(c)) for c in cols])
+    return rows
+
+
 def _fmt(v) -> str:
     """Four significant digits for small values (bpp), one decimal for large ones (fps), else four decimals."""
     if not isinstance(v, float):
@@ -89,11 +110,18 @@ def write_report(path: str, points: list[Point], bd: list[BdRow], checks: list[C
     """report.md: the run, the plots, BD-rates, every point, the VTM cross-check and what was not measured."""
     out = ["# imfcodec rate-distortion report", ""] + context + [""]
     out += [f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in plots if p.endswith(".png")] + [""]
-    out += ["## BD-rate", "", "Bits (bpp_total) an imfcodec curve needs against each other method at equal "
-            "quality, over the quality range both cover; negative means fewer bits. Empty: no overlap.", ""]
+    out += ["## Means over sources", "", "Every method and setting that all sources have: the mean of the "
+            "per-source values below.", ""]
+    out += _table(["method", "setting", "sources", "bpp_total", "bpp_tokens", "PSNR-RGB", "PSNR-Y", "MS-SSIM",
+                   "LPIPS", "enc fps", "dec fps"], means(points))
+    overlap = [r for r in bd if not math.isnan(r.percent)]
+    out += ["", "## BD-rate", "", "Bits (bpp_total) an imfcodec curve needs against each other method at equal "
+            "quality, over the quality range both cover; negative means fewer bits."
+            + (f" {len(bd) - len(overlap)} pairs of curves that do not overlap are left out (bd_rate.csv lists "
+               "every pair)." if len(overlap) < len(bd) else ""), ""]
     out += _table(["method", "anchor", "metric", "source", "BD-rate %", "quality range"],
                   [[r.method, r.anchor, r.metric, r.source, r.percent,
-                    "" if math.isnan(r.low) else f"{r.low:.4g} to {r.high:.4g}"] for r in bd]) if bd else \
+                    "" if math.isnan(r.low) else f"{r.low:.4g} to {r.high:.4g}"] for r in overlap]) if bd else \
         ["No imfcodec curve to compare (see below)."]
     out += ["", "## Points", "", "bpp_total counts every bit (keyframes, headers); bpp_tokens only imfcodec's "
             "tokens. Scores are means of per-frame scores.", ""]

@@ -1,6 +1,8 @@
 """The `imfcodec` command group."""
 from __future__ import annotations
 
+import signal
+
 import click
 
 from imfcodec import __version__
@@ -17,6 +19,12 @@ from .train import train
 @click.version_option(__version__, prog_name="imfcodec")
 def cli():
     """imfcodec: a learned video codec after Implicit Motion Function (IMF, CVPR 2024)."""
+    signal.signal(signal.SIGTERM, _terminated)
+
+
+def _terminated(signum, frame):
+    """SIGTERM (kill, a job scheduler, a timeout) unwinds like Ctrl-C: temporary outputs are removed."""
+    raise KeyboardInterrupt
 
 
 for command in (encode, decode, info, demo, train):

@@ -1,7 +1,9 @@
 """Encode -> decode with the tiny network, and every user error of the CLI."""
 import os
+import signal
 import subprocess
 import sys
+import time
 from fractions import Fraction
 
 import numpy as np
@@ -259,3 +261,19 @@ def test_audio_stream_is_ignored(tmp_path, tiny):
                 c.mux(p)
     r = encode_file(str(path), str(tmp_path / "av.imf"), enc_opts(tiny))
     assert r.frames == 5
+
+
+def test_sigterm_leaves_no_partial_output(tmp_path, tiny):
+    src = make_clip(tmp_path / "long.y4m", frames=400, w=64, h=64)
+    out = tmp_path / "x.imf"
+    p = subprocess.Popen([sys.executable, "-m", "cli.main", "encode", src, "-o", out, "--weights", tiny,
+                          "--allow-untrained", "--refine", "50", "-q"], stderr=subprocess.PIPE, text=True,
+                         env={**os.environ, "PYTHONPATH": os.getcwd()})
+    deadline = time.time() + 60
+    while not no_leftovers(tmp_path) and time.time() < deadline and p.poll() is None:
+        time.sleep(0.05)  # wait until the encoder has its temporary output open
+    assert no_leftovers(tmp_path), "the encoder finished or failed before it could be interrupted"
+    p.send_signal(signal.SIGTERM)
+    err = p.communicate(timeout=60)[1]
+    assert p.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    assert not out.exists() and not no_leftovers(tmp_path)

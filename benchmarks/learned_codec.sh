@@ -3,7 +3,7 @@
 # its default step (matched to ZFP rate 8's error) and at 4x and 16x that step (about ZFP rates 6 and 4: two
 # bits less per value is four times the error amplitude); no anchors (benchmarks/model_card.sh has them).
 # Environment: FACTORS (default 1,4,16) multiplies the default step; REFINE (default 30, the encoder's
-# default) sets the token refinement steps, which take about 6 minutes per clip and point on 2 CPU cores.
+# default) sets the token refinement steps, which take about 7 minutes per clip and point on 2 CPU cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-benchmarks/eval-256-learned}

@@ -2,8 +2,8 @@
 # Reproduces MODEL_CARD.md's numbers and the README's plot: the shipped dm=32 model on the four held-out
 # clips of ../shared/data/eval (first 100 frames, 256x256), ZFP token coding at rates 4, 6 and 8 with the
 # encoder's token refinement off (--refine 0) and at its default (30 steps), against x264, x265, SVT-AV1 and
-# the floor of repeating the first frame. Takes about 80 minutes on 2 CPU cores (refinement is the bulk:
-# about 6 minutes per clip and rate). benchmarks/learned_codec.sh measures the learned token coder.
+# the floor of repeating the first frame. Takes about 90 minutes on 2 CPU cores (refinement is the bulk:
+# about 7 minutes per clip and rate). benchmarks/learned_codec.sh measures the learned token coder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-benchmarks/eval-256}

@@ -54,7 +54,7 @@ def run_demo(outdir: str, frames: int, refine: int, weights: str | None, device:
               help="Folder for the .imf and the side-by-side video.")
 @click.option("--frames", type=click.IntRange(min=2), default=100, show_default=True, help="Frames to code.")
 @click.option("--refine", type=click.IntRange(0, 10000), default=DEFAULT_REFINE_STEPS, show_default=True,
-              help="Token refinement steps per frame, as `encode --refine` (0: about 20x faster, lower quality).")
+              help="Token refinement steps per frame, as `encode --refine` (0: off, much faster, lower quality).")
 @weights_option
 @device_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")

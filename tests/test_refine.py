@@ -45,15 +45,15 @@ def test_refinement_finds_the_token_that_made_the_frame_and_leaves_the_model_alo
 def test_encoder_refines_tokens_and_the_file_decodes_closer_to_the_source(tmp_path, clip, tiny):
     opts = dict(weights=str(tiny), allow_untrained=True, keep_tokens=True)
     src = np.stack([to_model(f, 64, 64, "crop") for f in read_frames(str(clip))]).astype(np.float64)
-    mse, calls = {}, []
+    res, calls = {}, []
     for steps in (0, 10):
         out = tmp_path / f"r{steps}.imf"
         r = encode_file(str(clip), str(out), EncodeOptions(refine_steps=steps, batch=4, **opts),
                         progress=lambda done, total: calls.append((steps, done, total)))
         rec = decode_file(str(out), None, DecodeOptions(weights=str(tiny), allow_untrained=True), keep_frames=True)
-        mse[steps] = (r.tokens, r.bytes_total, np.mean((np.stack(rec.frames_rgb)[1:] - src[1:]) ** 2))
-    assert not np.array_equal(mse[0][0], mse[10][0])
-    assert mse[0][1] == mse[10][1]  # ZFP is fixed-rate: refinement costs no bits
-    assert mse[10][2] < mse[0][2]
+        res[steps] = (r.tokens, r.bytes_total, np.mean((np.stack(rec.frames_rgb)[1:] - src[1:]) ** 2))
+    assert not np.array_equal(res[0][0], res[10][0])
+    assert res[0][1] == res[10][1]  # ZFP is fixed-rate: refinement costs no bits
+    assert res[10][2] < res[0][2]
     # the progress bar counts coded frames: the keyframe, then each refined batch
     assert [(d, t) for s, d, t in calls if s == 10] == [(1, 12), (5, 12), (9, 12), (12, 12)]

@@ -22,6 +22,11 @@ from .common import console, run_guarded
 @click.option("--steps", type=click.IntRange(min=1), default=100000, show_default=True, help="Total steps.")
 @click.option("--batch", type=click.IntRange(min=1), default=4, show_default=True, help="Pairs per step (per process).")
 @click.option("--lr", type=float, default=2e-4, show_default=True, help="Adam learning rate.")
+@click.option("--lr-decay", type=click.Choice(["constant", "cosine"]), default="constant", show_default=True,
+              help="Learning-rate schedule: cosine falls to 0 at --steps (for fine-tuning with --init).")
+@click.option("--loss", type=click.Choice(["perceptual", "distortion"]), default="perceptual", show_default=True,
+              help="perceptual: 10 L1 + 10 (SSIM + L1 pyramid); distortion: 50 MSE + (1 - MS-SSIM), the "
+                   "loss the encoder's refinement uses and what PSNR / MS-SSIM score.")
 @click.option("--ae-steps", type=click.IntRange(min=0), default=1000, show_default=True,
               help="Autoencoder warm-up steps (current frame = reference).")
 @click.option("--gan-start", type=click.IntRange(min=0), default=20000, show_default=True,
@@ -48,7 +53,7 @@ from .common import console, run_guarded
               help="Start from these weights (no optimiser state): fine-tune shipped weights.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-def train(data, eval_data, out, size, dm, steps, batch, lr, ae_steps, gan_start, eval_every, token_l2,
+def train(data, eval_data, out, size, dm, steps, batch, lr, lr_decay, loss, ae_steps, gan_start, eval_every, token_l2,
           attn_sup, motion_lr, motion_steps, flow_steps, flow_sup, max_gap, max_minutes, cache_dir, resume, init, device, seed):
     """Train the IMF network on videos; the best EMA weights go to OUT/best.safetensors."""
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -56,6 +61,7 @@ def train(data, eval_data, out, size, dm, steps, batch, lr, ae_steps, gan_start,
         import torch
         dist.init_process_group("nccl" if device != "cpu" and torch.cuda.is_available() else "gloo")
     opt = TrainOptions(data=list(data), out=out, size=size, dm=dm, steps=steps, batch=batch, lr=lr,
+                       lr_decay=lr_decay, loss=loss,
                        ae_steps=ae_steps, gan_start=gan_start, eval_data=list(eval_data), eval_every=eval_every,
                        token_l2=token_l2, attn_sup=attn_sup, motion_lr=motion_lr, motion_steps=motion_steps,
                        flow_steps=flow_steps, flow_sup=flow_sup, max_gap=max_gap, max_minutes=max_minutes, cache_dir=cache_dir, resume=resume, init=init,

@@ -63,6 +63,25 @@ def test_one_step_changes_weights_and_losses_finite(data_dir, tmp_path):
     assert len(changed) > 0.5 * len(before)
 
 
+def test_distortion_loss_with_cosine_decay(data_dir, tmp_path):
+    """--loss distortion trains on the refinement's loss; --lr-decay cosine halves the rate midway."""
+    torch.manual_seed(0)
+    t = Trainer(opts(data_dir, tmp_path, steps=4, gan_start=100, loss="distortion", lr_decay="cosine", lr=1e-3,
+                     motion_lr=2.0))
+    before = {k: v.clone() for k, v in t.G.state_dict().items()}
+    rates = []
+    for t.step in range(4):
+        st = t.train_step()
+        assert st["skipped"] == 0 and 0 < st["perc"] < 51  # 50 MSE + (1 - MS-SSIM) of frames in [0, 1]
+        rates.append([g["lr"] for g in t.opt_g.param_groups])
+    assert rates[0] == pytest.approx([1e-3, 2e-3]) and rates[2] == pytest.approx([5e-4, 1e-3])
+    assert rates[3][0] < rates[2][0]
+    assert any(not torch.equal(v, before[k]) for k, v in t.G.state_dict().items())
+    path = tmp_path / "w.safetensors"
+    t.export(str(path))
+    assert "MS-SSIM" in load_weights(str(path)).meta["losses"]
+
+
 def test_motion_warmup_trains_only_the_motion_path(data_dir, tmp_path):
     torch.manual_seed(0)
     t = Trainer(opts(data_dir, tmp_path, ae_steps=0, motion_steps=1, motion_batch=2))
@@ -146,7 +165,8 @@ def test_train_cli_runs_and_writes_weights(data_dir, tmp_path):
     from cli.main import cli
     out = tmp_path / "cli-run"
     res = CliRunner().invoke(cli, ["train", "--data", str(data_dir), "--out", str(out), "--size", "64", "--dm", "16",
-                                   "--steps", "2", "--batch", "1", "--ae-steps", "1", "--eval-every", "0"])
+                                   "--steps", "2", "--batch", "1", "--ae-steps", "1", "--eval-every", "0",
+                                   "--loss", "distortion", "--lr-decay", "cosine"])
     assert res.exit_code == 0, res.output
     lm = load_weights(str(out / "last.safetensors"))
     assert lm.meta["steps"] == 2 and lm.model.cfg.size == 64 and lm.model.cfg.dm == 16

@@ -25,6 +25,7 @@ from ..model.flow import warp
 from ..model.weights import load_weights, save_weights
 from .data import FrameCache, PairSampler, find_videos, load_clip
 from .discriminator import MultiScaleD
+from ..refine import mse_msssim
 from .losses import attention_ce, block_flow, block_match, feature_matching, hinge_d, hinge_g, pyramid_loss
 
 
@@ -40,6 +41,8 @@ class TrainOptions:
     init: str | None = None
     device: str = "auto"
     lr: float = 2e-4
+    lr_decay: str = "constant"    # or "cosine": from lr to 0 over the run's steps (fine-tuning)
+    loss: str = "perceptual"      # or "distortion": 50 MSE + (1 - MS-SSIM), what the codec is scored by
     ae_steps: int = 1000          # autoencoder warm-up: current frame = reference
     gan_start: int = 20000        # step at which the hinge GAN term starts
     same_prob: float = 0.1        # share of autoencoding pairs after the warm-up
@@ -147,6 +150,7 @@ class Trainer:
         rest = [p for n, p in self.G.named_parameters() if not n.startswith(MOTION_PARAMS)]
         self.opt_g = torch.optim.Adam([{"params": rest}, {"params": motion, "lr": opt.lr * opt.motion_lr}],
                                       lr=opt.lr, betas=(0.5, 0.999))
+        self.base_lrs = [g["lr"] for g in self.opt_g.param_groups]
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=opt.lr, betas=(0.5, 0.999))
         self.step = 0
         self.best = -math.inf
@@ -228,8 +232,9 @@ class Trainer:
     def export(self, path: str, extra: dict | None = None) -> bytes:
         gan = self.step > self.opt.gan_start
         meta = {"steps": self.base_steps + self.step, "data": ",".join(self.opt.data),
-                "losses": "L1 x10 + (SSIM+L1 pyramid" + (", D feature matching) x10 + hinge GAN x1" if gan else
-                                                          ") x10; GAN not reached"),
+                "losses": ("50 MSE + (1 - MS-SSIM)" if self.opt.loss == "distortion" else
+                           "L1 x10 + (SSIM+L1 pyramid) x10") + ("; D feature matching x10 + hinge GAN x1" if gan
+                                                                else "; GAN not reached"),
                 "trained": "true"}
         meta.update(extra or {})
         return save_weights(self.ema, path, **meta)
@@ -323,7 +328,12 @@ class Trainer:
             sup = self._attention_loss(attn, ref, cur) if opt.attn_sup else fake.new_zeros(())
             l1 = (fake - cur).abs().mean()
             tok = tokens.float().pow(2).mean()
-            perc = pyramid_loss(fake, cur)
+            if opt.loss == "distortion":  # "perc" logs this loss in place of the pyramid
+                perc = mse_msssim(fake, cur).mean().float()
+                main = perc
+            else:
+                perc = pyramid_loss(fake, cur)
+                main = 10 * l1 + 10 * perc
             adv = fm = fake.new_zeros(())
             if gan:
                 fl, ff = self.D_train(fake)
@@ -331,11 +341,12 @@ class Trainer:
                     _, rf = self.D_train(cur)
                 adv = hinge_g(fl)
                 fm = feature_matching(rf, ff)
-            loss = 10 * l1 + 10 * (perc + fm) + 1 * adv + opt.token_l2 * tok + opt.attn_sup * sup
+            loss = main + 10 * fm + 1 * adv + opt.token_l2 * tok + opt.attn_sup * sup
         stats = {"l1": l1.item(), "perc": perc.item(), "adv": adv.item(), "fm": fm.item(), "tok": tok.item(),
                  "sup": sup.item(), "d": 0.0}
         if not torch.isfinite(loss):
             return {**stats, "skipped": 1}
+        self._set_lr()
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(self.G.parameters(), opt.grad_clip)
@@ -356,6 +367,15 @@ class Trainer:
                 stats["d"] = ld.item()
         self._ema_update()
         return {**stats, "skipped": 0}
+
+    def _set_lr(self) -> None:
+        """Cosine decay from the base rates to 0 over opt.steps; a constant rate leaves the last
+        steps as noisy as the first, which fine-tuning from trained weights cannot afford."""
+        if self.opt.lr_decay != "cosine":
+            return
+        scale = 0.5 * (1 + math.cos(math.pi * min(self.step / self.opt.steps, 1.0)))
+        for g, base in zip(self.opt_g.param_groups, self.base_lrs):
+            g["lr"] = base * scale
 
     @torch.no_grad()
     def _ema_update(self) -> None:

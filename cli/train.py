@@ -51,10 +51,15 @@ from .common import console, run_guarded
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt.")
 @click.option("--init", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Start from these weights (no optimiser state): fine-tune shipped weights.")
+@click.option("--renormalize", is_flag=True,
+              help="With --init: first rescale the token path to unit activations (exact). For weights whose "
+                   "token path drifted by orders of magnitude; it re-heats the token path, so fine-tuning "
+                   "the shipped weights is better without it.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 def train(data, eval_data, out, size, dm, steps, batch, lr, lr_decay, loss, ae_steps, gan_start, eval_every, token_l2,
-          attn_sup, motion_lr, motion_steps, flow_steps, flow_sup, max_gap, max_minutes, cache_dir, resume, init, device, seed):
+          attn_sup, motion_lr, motion_steps, flow_steps, flow_sup, max_gap, max_minutes, cache_dir, resume, init, renormalize,
+          device, seed):
     """Train the IMF network on videos; the best EMA weights go to OUT/best.safetensors."""
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed and not dist.is_initialized():
@@ -64,7 +69,7 @@ def train(data, eval_data, out, size, dm, steps, batch, lr, lr_decay, loss, ae_s
                        lr_decay=lr_decay, loss=loss,
                        ae_steps=ae_steps, gan_start=gan_start, eval_data=list(eval_data), eval_every=eval_every,
                        token_l2=token_l2, attn_sup=attn_sup, motion_lr=motion_lr, motion_steps=motion_steps,
-                       flow_steps=flow_steps, flow_sup=flow_sup, max_gap=max_gap, max_minutes=max_minutes, cache_dir=cache_dir, resume=resume, init=init,
+                       flow_steps=flow_steps, flow_sup=flow_sup, max_gap=max_gap, max_minutes=max_minutes, cache_dir=cache_dir, resume=resume, init=init, renormalize=renormalize,
                        device=device, seed=seed)
 
     def go():

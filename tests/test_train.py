@@ -269,10 +269,30 @@ def test_init_from_mlp_token_weights_keeps_what_fits(data_dir, tmp_path):
     old = IMF(dataclasses.replace(TINY, flow_grid=0, keypoints=False)).eval()
     path = str(tmp_path / "mlp.safetensors")
     save_weights(old, path, steps=5)
-    t = Trainer(opts(data_dir, tmp_path / "ft", init=path))
+    t = Trainer(opts(data_dir, tmp_path / "ft", init=path, renormalize=True))
     assert t.G.cfg == TINY and hasattr(t.G.token_encoder, "heat")
     new = t.G.state_dict()
     for k, v in load_weights(path).model.state_dict().items():  # as stored (float16)
         if not k.startswith(("token_encoder", "token_decoder")):  # the token path is rescaled, not kept
             assert torch.equal(new[k], v)
     assert "token_encoder.stem.weight" in new and "token_encoder.mlp.1.weight" not in new
+
+
+def test_init_keeps_weights_unless_asked_to_renormalize(data_dir, tmp_path):
+    """--init loads the weights as they are; --renormalize rescales a drifted token path exactly."""
+    from imfcodec.model import IMF
+    from imfcodec.model.weights import save_weights
+    torch.manual_seed(0)
+    m = IMF(TINY).eval()
+    with torch.no_grad():
+        m.token_encoder.trunk[0].conv.weight.mul_(20)  # drift: the trunk's activations grow 20x
+    path = str(tmp_path / "drifted.safetensors")
+    save_weights(m, path, steps=7)
+    stored = load_weights(path).model.state_dict()
+    kept = Trainer(opts(data_dir, tmp_path / "kept", init=path))
+    assert all(torch.equal(v, stored[k]) for k, v in kept.G.state_dict().items())
+    renorm = Trainer(opts(data_dir, tmp_path / "renorm", init=path, renormalize=True))
+    assert not torch.equal(renorm.G.token_encoder.trunk[0].conv.weight, kept.G.token_encoder.trunk[0].conv.weight)
+    ref, cur = torch.rand(1, 3, 64, 64).expand(2, -1, -1, -1), torch.rand(2, 3, 64, 64)
+    with torch.no_grad():  # the same function
+        assert torch.allclose(renorm.G.eval()(ref, cur), kept.G.eval()(ref, cur), atol=1e-3)

@@ -39,6 +39,7 @@ class TrainOptions:
     batch: int = 4
     resume: bool = False
     init: str | None = None
+    renormalize: bool = False     # at --init, rescale the token path to unit activations (drifted weights)
     device: str = "auto"
     lr: float = 2e-4
     lr_decay: str = "constant"    # or "cosine": from lr to 0 over the run's steps (fine-tuning)
@@ -139,9 +140,12 @@ class Trainer:
         if opt.init:
             init = load_weights(opt.init)
             self._load_init(init.model)
-            # exact: bring drifted token-path activations back to unit scale, so Adam's steps fit them
-            normalize_token_path(self.G, self.sampler.batch(16, same_prob=1.0)[1].to(self.device))
-            restore_modulation_bias(self.G)
+            if opt.renormalize:
+                # exact: bring drifted token-path activations back to unit scale, so Adam's steps fit them.
+                # It also raises the token path's effective step size, which degrades weights that were
+                # already trained this way (MODEL_CARD.md, sixth session): off unless asked for.
+                normalize_token_path(self.G, self.sampler.batch(16, same_prob=1.0)[1].to(self.device))
+                restore_modulation_bias(self.G)
         self.ema = copy.deepcopy(self.G).eval()
         for p in self.ema.parameters():
             p.requires_grad_(False)

@@ -23,9 +23,9 @@ from ..model import IMF, ModelConfig
 from ..model.conditioning import normalize_token_path, restore_modulation_bias
 from ..model.flow import warp
 from ..model.weights import load_weights, save_weights
+from ..refine import mse_msssim
 from .data import FrameCache, PairSampler, find_videos, load_clip
 from .discriminator import MultiScaleD
-from ..refine import mse_msssim
 from .losses import attention_ce, block_flow, block_match, feature_matching, hinge_d, hinge_g, pyramid_loss
 
 
@@ -315,6 +315,7 @@ class Trainer:
 
     def train_step(self) -> dict:
         opt = self.opt
+        self._set_lr()
         warm = opt.ae_steps + opt.motion_steps
         if opt.ae_steps <= self.step < warm:
             return self.motion_step()
@@ -350,7 +351,6 @@ class Trainer:
                  "sup": sup.item(), "d": 0.0}
         if not torch.isfinite(loss):
             return {**stats, "skipped": 1}
-        self._set_lr()
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(self.G.parameters(), opt.grad_clip)
@@ -373,8 +373,8 @@ class Trainer:
         return {**stats, "skipped": 0}
 
     def _set_lr(self) -> None:
-        """Cosine decay from the base rates to 0 over opt.steps; a constant rate leaves the last
-        steps as noisy as the first, which fine-tuning from trained weights cannot afford."""
+        """With --lr-decay cosine, the generator's rates fall from their base values to 0 at opt.steps, so
+        that a run ends on small steps (every stage: warm-ups too)."""
         if self.opt.lr_decay != "cosine":
             return
         scale = 0.5 * (1 + math.cos(math.pi * min(self.step / self.opt.steps, 1.0)))

@@ -5,7 +5,7 @@ import click
 
 from imfcodec import keyframe
 from imfcodec.bitstream import KEYFRAME_CODECS
-from imfcodec.codec import EncodeOptions, encode_file
+from imfcodec.codec import DEFAULT_KEYFRAME_PSNR, EncodeOptions, encode_file
 from imfcodec.refine import DEFAULT_REFINE_STEPS
 
 from .common import console, network_options, print_json, progress_bar, run_guarded
@@ -30,7 +30,10 @@ from .common import console, network_options, print_json, progress_bar, run_guar
 @click.option("--keyframe-quality", type=click.IntRange(0, 63), default=keyframe.DEFAULT_QUALITY, show_default=True,
               help="Keyframe CRF (lower = better, more bytes).")
 @click.option("--keyframe-interval", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Frames between keyframes; 0 = only the first frame.")
+              help="At most this many frames from one keyframe to the next; 0 = no limit.")
+@click.option("--keyframe-psnr", type=click.FloatRange(0, 100), default=DEFAULT_KEYFRAME_PSNR, show_default=True,
+              help="Make a frame a keyframe when the decoder would rebuild it below this PSNR, in dB (RGB, at "
+                   "the model size): scene cuts start a new keyframe. 0 = off.")
 @click.option("--refine", "refine_steps", type=click.IntRange(0, 10000), default=DEFAULT_REFINE_STEPS,
               show_default=True,
               help="Token refinement steps per frame (gradient steps through the decoder; 0 = off: "
@@ -39,12 +42,14 @@ from .common import console, network_options, print_json, progress_bar, run_guar
               help="Encode at most this many frames.")
 @network_options
 def encode(src, dst, dm, token_codec, zfp_rate, qstep, resize, keyframe_codec, keyframe_quality,
-           keyframe_interval, refine_steps, max_frames, batch, weights, device, allow_untrained, as_json, quiet):
+           keyframe_interval, keyframe_psnr, refine_steps, max_frames, batch, weights, device, allow_untrained,
+           as_json, quiet):
     """Encode the video SRC into an .imf file."""
     opts = EncodeOptions(dm=dm, weights=weights, token_codec=token_codec, zfp_rate=zfp_rate, qstep=qstep,
                          resize=resize, keyframe_codec=keyframe_codec, keyframe_quality=keyframe_quality,
-                         keyframe_interval=keyframe_interval, refine_steps=refine_steps, max_frames=max_frames,
-                         batch=batch, device=device, allow_untrained=allow_untrained)
+                         keyframe_interval=keyframe_interval, keyframe_psnr=keyframe_psnr,
+                         refine_steps=refine_steps, max_frames=max_frames, batch=batch, device=device,
+                         allow_untrained=allow_untrained)
     with progress_bar("encode", quiet or as_json) as cb:
         r = run_guarded(encode_file, src, dst, opts, cb)
     summary = {"frames": r.frames, "bytes_total": r.bytes_total, "bytes_keyframe": r.bytes_keyframe,

@@ -20,12 +20,17 @@ import torch
 from . import bitstream as bs
 from . import keyframe
 from .errors import BitstreamError, UserError
+from .model import IMF
+from .model.imf import Reference
 from .model.weights import LoadedModel, load_weights, shipped_path
 from .refine import DEFAULT_REFINE_STEPS, refine_tokens
 from .video_io import RESIZE_POLICIES, VideoWriter, probe, read_frames, source_size, to_model, to_source
 from entropy import CODEC_IDS, coder_from_header, make_coder
 
 Progress = Callable[[int, int], None]  # (frames done, frames expected or 0)
+
+#: Below this PSNR (dB) a synthesised frame is sent as a keyframe instead (see the model card).
+DEFAULT_KEYFRAME_PSNR = 0.0
 
 
 @dataclass
@@ -38,7 +43,8 @@ class EncodeOptions:
     resize: str = "crop"
     keyframe_codec: str = keyframe.DEFAULT_CODEC
     keyframe_quality: int = keyframe.DEFAULT_QUALITY  # CRF of the keyframe codec
-    keyframe_interval: int = 0          # frames between keyframes; 0: only the first
+    keyframe_interval: int = 0          # at most this many frames from one keyframe to the next; 0: no limit
+    keyframe_psnr: float = DEFAULT_KEYFRAME_PSNR  # dB; a frame rebuilt below it becomes a keyframe; 0: off
     chunk_frames: int = 32
     batch: int = 8
     device: str = "auto"
@@ -139,6 +145,14 @@ def _to_images(x: torch.Tensor) -> list[np.ndarray]:
     return list(arr)
 
 
+def _first_below(model: IMF, ref: Reference, x: torch.Tensor, tokens: torch.Tensor, psnr: float) -> int | None:
+    """Index of the first frame of x that tokens rebuild below psnr dB (RGB), or None."""
+    out = model.synthesize(tokens, ref).clamp(0, 1)
+    mse = (out - x).pow(2).mean(dim=(1, 2, 3))
+    low = (mse > 10 ** (-psnr / 10)).nonzero()
+    return int(low[0]) if len(low) else None
+
+
 def _same_file(a: str, b: str) -> bool:
     return os.path.exists(b) and os.path.samefile(a, b)
 
@@ -154,6 +168,8 @@ def encode_file(src: str, dst: str, opts: EncodeOptions, progress: Progress | No
         raise UserError(f"unknown token codec {opts.token_codec!r}: use {', '.join(CODEC_IDS)}")
     if opts.keyframe_interval < 0 or not 0 <= opts.keyframe_quality <= 63:
         raise UserError("keyframe interval must be >= 0 and keyframe quality 0..63")
+    if not 0 <= opts.keyframe_psnr <= 100:
+        raise UserError("keyframe PSNR threshold must be 0 (off) to 100 dB")
     if opts.refine_steps < 0:
         raise UserError("refine steps must be >= 0")
     if _same_file(src, dst):
@@ -181,9 +197,10 @@ def encode_file(src: str, dst: str, opts: EncodeOptions, progress: Progress | No
     with atomic_output(dst) as tmp, open(tmp, "wb") as f:
         w = bs.Writer(f)
         w.chunk(bs.HEAD, header.pack())
-        pending: list[np.ndarray] = []
-        first = 0
-        ref = None  # what the decoder will derive from the last decoded keyframe (for refinement)
+        pending: list[np.ndarray] = []  # frames first, first + 1, ... waiting to become tokens
+        first = last_key = 0
+        needs_ref = opts.refine_steps > 0 or opts.keyframe_psnr > 0
+        ref = None  # what the decoder will derive from the last decoded keyframe (refinement, keyframe choice)
         done = 0  # frames coded, for the progress bar (refinement makes token batches the slow part)
 
         def advance(k: int) -> None:
@@ -192,38 +209,63 @@ def encode_file(src: str, dst: str, opts: EncodeOptions, progress: Progress | No
             if progress:
                 progress(done, max(expected, done))
 
-        def flush() -> None:
-            nonlocal pending
-            if not pending:
+        def put_keyframe(n: int, x: np.ndarray) -> None:
+            nonlocal ref, last_key
+            data = keyframe.encode(x, opts.keyframe_codec, opts.keyframe_quality)
+            w.chunk(bs.KEYF, bs.pack_keyframe(n, data))
+            if needs_ref:
+                ref = model.reference(_to_tensor([keyframe.decode(data, header.keyframe_codec, size, size)],
+                                                 device))
+            nbytes["key"] += len(data)
+            coder.reset()
+            last_key = n
+            advance(1)
+
+        def put_tokens(start: int, toks: list[torch.Tensor]) -> None:
+            t = torch.cat(toks) if toks else torch.zeros(0)
+            if not len(t):
                 return
-            toks = []
-            for i in range(0, len(pending), opts.batch):
+            payload, deq = coder.encode(t.numpy())
+            w.chunk(bs.TOKN, bs.pack_tokens(start, len(t), payload))
+            nbytes["tok"] += len(payload)
+            if opts.keep_tokens:
+                kept.append(deq)
+
+        def flush() -> None:
+            """Code the pending frames as tokens; a frame the decoder would rebuild below opts.keyframe_psnr
+            becomes a keyframe instead, and the frames after it are redone against it."""
+            nonlocal pending, first
+            toks: list[torch.Tensor] = []
+            i = 0
+            while i < len(pending):
                 x = _to_tensor(pending[i:i + opts.batch], device)
                 t = model.encode_tokens(x)
                 if opts.refine_steps:
                     t = refine_tokens(model, ref, x, t, opts.refine_steps)
-                toks.append(t.float().cpu())
-                advance(len(x))
-            payload, deq = coder.encode(torch.cat(toks).numpy())
-            w.chunk(bs.TOKN, bs.pack_tokens(first, len(pending), payload))
-            nbytes["tok"] += len(payload)
-            if opts.keep_tokens:
-                kept.append(deq)
+                low = _first_below(model, ref, x, t, opts.keyframe_psnr) if opts.keyframe_psnr else None
+                if low is None:
+                    toks.append(t.float().cpu())
+                    advance(len(x))
+                    i += len(x)
+                    continue
+                toks.append(t[:low].float().cpu())
+                advance(low)
+                put_tokens(first, toks)
+                put_keyframe(first + i + low, pending[i + low])
+                first, pending, toks, i = first + i + low + 1, pending[i + low + 1:], [], 0
+            put_tokens(first, toks)
             pending = []
+
+        def keyframe_due(n: int) -> bool:
+            return n == 0 or (opts.keyframe_interval > 0 and n - last_key >= opts.keyframe_interval)
 
         n = 0
         for img in read_frames(src, max_frames=opts.max_frames):
             x = to_model(img, size, size, opts.resize)
-            if n == 0 or (opts.keyframe_interval and n % opts.keyframe_interval == 0):
-                flush()
-                data = keyframe.encode(x, opts.keyframe_codec, opts.keyframe_quality)
-                w.chunk(bs.KEYF, bs.pack_keyframe(n, data))
-                if opts.refine_steps:
-                    ref = model.reference(_to_tensor([keyframe.decode(data, header.keyframe_codec, size, size)],
-                                                     device))
-                nbytes["key"] += len(data)
-                coder.reset()
-                advance(1)
+            if keyframe_due(n):
+                flush()  # may turn a pending frame into a keyframe, which moves last_key
+            if keyframe_due(n):
+                put_keyframe(n, x)
             else:
                 if not pending:
                     first = n

@@ -7,6 +7,7 @@ better); PNG is lossless and ignores it.
 from __future__ import annotations
 
 import io
+import os
 from fractions import Fraction
 
 import av
@@ -17,6 +18,9 @@ from .errors import BitstreamError
 
 DEFAULT_CODEC = "hevc"
 DEFAULT_QUALITY = 32
+
+# SVT-AV1 prints its whole configuration to stderr for every picture unless told to report errors only.
+os.environ.setdefault("SVT_LOG", "1")
 
 
 def _encode_video(img: np.ndarray, codec: str, pix_fmt: str, options: dict) -> bytes:

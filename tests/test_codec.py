@@ -13,7 +13,7 @@ from imfcodec.codec import DecodeOptions, EncodeOptions, decode_file, decode_tok
 from imfcodec.errors import BitstreamError, UserError
 from imfcodec.video_io import probe, read_frames
 
-from tests.conftest import make_clip
+from tests.conftest import SHARED, make_clip
 
 
 def enc_opts(tiny, **kw):
@@ -75,6 +75,38 @@ def test_keyframe_interval_restarts_segments(tmp_path, clip, tiny):
     info = read_info(str(out))
     assert info["keyframes"] == 3 and info["frames"] == 12
     assert len(decode_file(str(out), None, dec_opts(tiny), keep_frames=True).frames_rgb) == 12
+
+
+def keyframe_indices(path):
+    from imfcodec import bitstream as bs
+    from imfcodec.codec import _parse_file
+    return [bs.unpack_keyframe(c.payload)[0] for c in _parse_file(str(path))[1] if c.ctype == bs.KEYF]
+
+
+def test_keyframe_psnr_threshold_decides_keyframes(tmp_path, clip, tiny):
+    """Every frame is rebuilt below 100 dB, so each becomes a keyframe; none is rebuilt below 1 dB."""
+    for psnr, keys in ((100, list(range(12))), (1, [0])):
+        out = tmp_path / f"p{psnr}.imf"
+        r = encode_file(str(clip), str(out), enc_opts(tiny, keyframe_psnr=psnr, refine_steps=2, keep_tokens=True))
+        assert keyframe_indices(out) == keys
+        assert read_info(str(out))["frames"] == 12 and len(r.tokens) == 12 - len(keys)
+        assert len(decode_file(str(out), None, dec_opts(tiny), keep_frames=True).frames_rgb) == 12
+
+
+def test_scene_cut_starts_a_keyframe(tmp_path):
+    """Six frames of one eval clip, then six of another: with the shipped weights, the frame after the cut
+    and no other is rebuilt below 14 dB from the first keyframe."""
+    from imfcodec.video_io import VideoWriter, to_model
+    src = tmp_path / "cut.y4m"
+    with VideoWriter(str(src), 256, 256, Fraction(25)) as w:
+        for name in ("lia-vox-driving2", "videoretalking-face-3"):
+            for f in read_frames(str(SHARED / "data" / "eval" / f"{name}.mp4"), max_frames=6):
+                w.write(to_model(f, 256, 256, "crop"))
+    out = tmp_path / "cut.imf"
+    encode_file(str(src), str(out), EncodeOptions(refine_steps=0, keyframe_psnr=14))
+    assert keyframe_indices(out) == [0, 6]
+    encode_file(str(src), str(out), EncodeOptions(refine_steps=0, keyframe_psnr=0))
+    assert keyframe_indices(out) == [0]
 
 
 def test_info_json_keys(encoded):

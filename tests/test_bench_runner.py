@@ -32,6 +32,9 @@ class EncodeOptions:
     qstep: float = 0.1
     refine_steps: int = 30
     max_frames: int | None = None
+    keyframe_codec: str = "hevc"
+    keyframe_quality: int = 32
+    keyframe_interval: int = 0
 
 
 @dataclass
@@ -39,7 +42,7 @@ class DecodeOptions:
     pass
 
 
-def fake_codec() -> types.ModuleType:
+def fake_codec(options=EncodeOptions) -> types.ModuleType:
     """imfcodec.codec's API as rd-curve uses it: the 'decode' is the source plus noise that falls with rate."""
     made = {}
 
@@ -59,7 +62,7 @@ def fake_codec() -> types.ModuleType:
         return {"bytes_total": total, "bpp_tokens": (total - 200) * 8 / (4 * 64 * 64)}
 
     return types.SimpleNamespace(encode_file=encode_file, decode_file=decode_file, read_info=read_info,
-                                 EncodeOptions=EncodeOptions, DecodeOptions=DecodeOptions)
+                                 EncodeOptions=options, DecodeOptions=DecodeOptions)
 
 
 def test_rd_curve_end_to_end(tmp_path, monkeypatch):
@@ -104,6 +107,29 @@ def test_rd_curve_end_to_end(tmp_path, monkeypatch):
         assert (out / name).stat().st_size > 0
     report = (out / "report.md").read_text()
     assert "imfcodec dm64 zfp: missing" in report and "LPIPS" in report and "the Y plane as stored" in report
+
+
+def test_keyframe_floor_follows_the_default_interval(tmp_path, monkeypatch):
+    """With keyframes every 2 frames by default, the report adds the floor of repeating the latest one."""
+    @dataclass
+    class EveryTwo(EncodeOptions):
+        keyframe_interval: int = 2
+    codec = fake_codec(EveryTwo)
+    monkeypatch.setitem(sys.modules, "imfcodec.codec", codec)
+    monkeypatch.setattr(imfcodec, "codec", codec, raising=False)
+    weights = tmp_path / "dm32.safetensors"
+    weights.write_bytes(b"stand-in")
+    monkeypatch.setattr(imfcodec.model.weights, "shipped_path", lambda dm, size=256: str(weights))
+    src = str(make_clip(tmp_path / "tiny.y4m", frames=4, w=64, h=64))
+    res = CliRunner().invoke(rd_curve, [src, "-o", str(tmp_path / "out"), "--anchors", "none", "--rates", "8",
+                                        "--size", "64"])
+    assert res.exit_code == 0, res.output
+    with open(tmp_path / "out" / "points.csv") as f:
+        rows = {r["method"]: r for r in csv.DictReader(f)}
+    first, latest = rows["repeat first frame"], rows["repeat latest keyframe"]
+    assert latest["setting"] == "hevc crf 32 every 2 frames"
+    assert float(latest["bpp_total"]) > float(first["bpp_total"])
+    assert float(latest["psnr_rgb"]) > float(first["psnr_rgb"])  # the square moves; frame 2 is closer
 
 
 def test_each_refine_setting_is_its_own_curve(tmp_path, monkeypatch):

@@ -26,16 +26,17 @@ class BdRow:
     low: float
     high: float
 
-FLOOR = "repeat first frame"  # bench.runner's floor method
+FLOOR = "repeat first frame"  # bench.runner's floor methods: single points, no curves
+KEYFRAME_FLOOR = "repeat latest keyframe"
 
 
 def bd_table(points: list[Point]) -> list[BdRow]:
     """BD-rate on bpp_total of every imfcodec curve against every other codec's curve, per metric and source.
-    A row with an empty value says the two curves do not overlap there. The single-point floor is no curve."""
+    A row with an empty value says the two curves do not overlap there. The single-point floors are no curves."""
     rows = []
     names = methods(points)
     for test in (m for m in names if m.startswith(IMFCODEC)):
-        for anchor in (m for m in names if not m.startswith(IMFCODEC) and m != FLOOR):
+        for anchor in (m for m in names if not m.startswith(IMFCODEC) and m not in (FLOOR, KEYFRAME_FLOOR)):
             shared = sorted({p.source for p in points if p.method == test}
                             & {p.source for p in points if p.method == anchor})
             for metric in METRICS:

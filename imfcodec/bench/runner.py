@@ -121,14 +121,25 @@ class _Run:
 
 
 def _floor(run: _Run, name: str) -> list[Point]:
-    """The floor every frame-synthesis codec must beat: imfcodec's own keyframe (same codec and quality as
-    `imfcodec encode`'s defaults), decoded and repeated for every frame; its bits are the keyframe's."""
+    """The floors every frame-synthesis codec must beat: imfcodec's own first keyframe (the codec and quality
+    of `imfcodec encode`'s defaults), decoded and repeated for every frame; and, when the encoder's default
+    sends a keyframe every N frames, the latest such keyframe repeated. Their bits are the keyframes'."""
     from .. import keyframe
-    clip, kc, kq = run.clips[name], keyframe.DEFAULT_CODEC, keyframe.DEFAULT_QUALITY
-    data = keyframe.encode(clip.rgb[0], kc, kq)
-    first = keyframe.decode(data, keyframe.KEYFRAME_CODECS[kc], clip.width, clip.height)
-    return [measure(clip, np.broadcast_to(first, clip.rgb.shape), len(data) * 8, report.FLOOR,
-                    f"{kc} crf {kq}")]
+    from ..codec import EncodeOptions
+    opts = EncodeOptions()
+    clip, kc, kq, every = run.clips[name], opts.keyframe_codec, opts.keyframe_quality, opts.keyframe_interval
+    keys = range(0, len(clip), every or len(clip))
+    shown, bits = [], []
+    for k in keys:
+        data = keyframe.encode(clip.rgb[k], kc, kq)
+        bits.append(len(data) * 8)
+        shown.append(keyframe.decode(data, keyframe.KEYFRAME_CODECS[kc], clip.width, clip.height))
+    setting = f"{kc} crf {kq}"
+    points = [measure(clip, np.broadcast_to(shown[0], clip.rgb.shape), bits[0], report.FLOOR, setting)]
+    if len(keys) > 1:
+        repeated = np.stack([shown[i // every] for i in range(len(clip))])
+        points.append(measure(clip, repeated, sum(bits), report.KEYFRAME_FLOOR, f"{setting} every {every} frames"))
+    return points
 
 
 def _imfcodec_steps(run: _Run) -> tuple[list[Step], list[Point]]:

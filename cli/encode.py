@@ -5,7 +5,8 @@ import click
 
 from imfcodec import keyframe
 from imfcodec.bitstream import KEYFRAME_CODECS
-from imfcodec.codec import DEFAULT_KEYFRAME_PSNR, EncodeOptions, encode_file
+from imfcodec.codec import (DEFAULT_KEYFRAME_INTERVAL, DEFAULT_KEYFRAME_PSNR, DEFAULT_ZFP_RATE, EncodeOptions,
+                            encode_file)
 from imfcodec.refine import DEFAULT_REFINE_STEPS
 
 from .common import console, network_options, print_json, progress_bar, run_guarded
@@ -18,7 +19,7 @@ from .common import console, network_options, print_json, progress_bar, run_guar
               help="Token size (numbers per frame); picks the shipped weights for it.")
 @click.option("--token-codec", type=click.Choice(["zfp", "learned"]), default="zfp", show_default=True,
               help="How tokens are coded.")
-@click.option("--rate", "zfp_rate", type=click.FloatRange(1, 32), default=8.0, show_default=True,
+@click.option("--rate", "zfp_rate", type=click.FloatRange(1, 32), default=DEFAULT_ZFP_RATE, show_default=True,
               help="ZFP fixed rate, in bits per token value.")
 @click.option("--qstep", type=click.FloatRange(min=2 ** -16, max=2 ** 10), default=None,
               help="Quantization step of the learned token codec, in token units (default: the prior's own).")
@@ -29,7 +30,7 @@ from .common import console, network_options, print_json, progress_bar, run_guar
               help="Intra codec of the keyframes.")
 @click.option("--keyframe-quality", type=click.IntRange(0, 63), default=keyframe.DEFAULT_QUALITY, show_default=True,
               help="Keyframe CRF (lower = better, more bytes).")
-@click.option("--keyframe-interval", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--keyframe-interval", type=click.IntRange(min=0), default=DEFAULT_KEYFRAME_INTERVAL, show_default=True,
               help="At most this many frames from one keyframe to the next; 0 = no limit.")
 @click.option("--keyframe-psnr", type=click.FloatRange(0, 100), default=DEFAULT_KEYFRAME_PSNR, show_default=True,
               help="Make a frame a keyframe when the decoder would rebuild it below this PSNR, in dB (RGB, at "

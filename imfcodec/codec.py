@@ -29,8 +29,11 @@ from entropy import CODEC_IDS, coder_from_header, make_coder
 
 Progress = Callable[[int, int], None]  # (frames done, frames expected or 0)
 
-#: Below this PSNR (dB) a synthesised frame is sent as a keyframe instead (see the model card).
-DEFAULT_KEYFRAME_PSNR = 0.0
+#: Defaults of `imfcodec encode` (the model card measures them): a keyframe at least every 34 frames (three in
+#: a 100-frame clip), and wherever the decoder would rebuild a frame below 14 dB (scene cuts).
+DEFAULT_KEYFRAME_INTERVAL = 34
+DEFAULT_KEYFRAME_PSNR = 14.0
+DEFAULT_ZFP_RATE = 6.0
 
 
 @dataclass
@@ -38,12 +41,12 @@ class EncodeOptions:
     dm: int = 32
     weights: str | None = None          # default: the shipped weights for dm
     token_codec: str = "zfp"
-    zfp_rate: float = 8.0               # bits per token value
+    zfp_rate: float = DEFAULT_ZFP_RATE  # bits per token value
     qstep: float | None = None          # learned coder's quantization step (None: its default)
     resize: str = "crop"
     keyframe_codec: str = keyframe.DEFAULT_CODEC
     keyframe_quality: int = keyframe.DEFAULT_QUALITY  # CRF of the keyframe codec
-    keyframe_interval: int = 0          # at most this many frames from one keyframe to the next; 0: no limit
+    keyframe_interval: int = DEFAULT_KEYFRAME_INTERVAL  # most frames from one keyframe to the next; 0: no limit
     keyframe_psnr: float = DEFAULT_KEYFRAME_PSNR  # dB; a frame rebuilt below it becomes a keyframe; 0: off
     chunk_frames: int = 32
     batch: int = 8

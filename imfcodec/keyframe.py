@@ -1,8 +1,10 @@
 """Keyframes: one RGB frame through a standard intra codec via PyAV, and back.
 
-HEVC (libx265, all-intra, yuv444p) is the default: decoders are bit-exact by specification, so the
-encoder and every decoder see the same keyframe. `quality` is the codec's CRF (HEVC/AV1, lower is
-better); PNG is lossless and ignores it.
+AV1 (SVT-AV1, 4:2:0) at CRF 40 is the default: past about 35 dB a better keyframe barely improves the
+frames synthesised from it, so its bits buy more as more frequent keyframes (MODEL_CARD.md, "Keyframes").
+HEVC (libx265, all-intra, 4:4:4) is the alternative. Both decoders are bit-exact by specification, so the
+encoder and every decoder see the same keyframe. `quality` is the codec's CRF (lower is better); PNG is
+lossless and ignores it.
 """
 from __future__ import annotations
 
@@ -16,8 +18,8 @@ import numpy as np
 from .bitstream import KEYFRAME_CODECS
 from .errors import BitstreamError
 
-DEFAULT_CODEC = "hevc"
-DEFAULT_QUALITY = 32
+DEFAULT_CODEC = "av1"
+DEFAULT_QUALITY = 40
 
 # SVT-AV1 prints its whole configuration to stderr for every picture unless told to report errors only.
 os.environ.setdefault("SVT_LOG", "1")

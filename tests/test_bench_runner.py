@@ -109,17 +109,22 @@ def test_rd_curve_end_to_end(tmp_path, monkeypatch):
     assert "imfcodec dm64 zfp: missing" in report and "LPIPS" in report and "the Y plane as stored" in report
 
 
+def use_codec(monkeypatch, tmp_path, codec):
+    """Make rd-curve use the stand-in codec and find stand-in weights for every dm."""
+    monkeypatch.setitem(sys.modules, "imfcodec.codec", codec)
+    monkeypatch.setattr(imfcodec, "codec", codec, raising=False)
+    weights = tmp_path / "dm32.safetensors"
+    weights.write_bytes(b"stand-in")
+    monkeypatch.setattr(imfcodec.model.weights, "shipped_path", lambda dm, size=256: str(weights))
+
+
 def test_keyframe_floor_follows_the_default_interval(tmp_path, monkeypatch):
     """With keyframes every 2 frames by default, the report adds the floor of repeating the latest one."""
     @dataclass
     class EveryTwo(EncodeOptions):
         keyframe_interval: int = 2
     codec = fake_codec(EveryTwo)
-    monkeypatch.setitem(sys.modules, "imfcodec.codec", codec)
-    monkeypatch.setattr(imfcodec, "codec", codec, raising=False)
-    weights = tmp_path / "dm32.safetensors"
-    weights.write_bytes(b"stand-in")
-    monkeypatch.setattr(imfcodec.model.weights, "shipped_path", lambda dm, size=256: str(weights))
+    use_codec(monkeypatch, tmp_path, codec)
     src = str(make_clip(tmp_path / "tiny.y4m", frames=4, w=64, h=64))
     res = CliRunner().invoke(rd_curve, [src, "-o", str(tmp_path / "out"), "--anchors", "none", "--rates", "8",
                                         "--size", "64"])
@@ -138,11 +143,7 @@ def test_each_refine_setting_is_its_own_curve(tmp_path, monkeypatch):
     encode = codec.encode_file
     codec.encode_file = lambda src, dst, opts, progress=None: (seen.append(opts.refine_steps),
                                                                encode(src, dst, opts))
-    monkeypatch.setitem(sys.modules, "imfcodec.codec", codec)
-    monkeypatch.setattr(imfcodec, "codec", codec, raising=False)
-    weights = tmp_path / "dm32.safetensors"
-    weights.write_bytes(b"stand-in")
-    monkeypatch.setattr(imfcodec.model.weights, "shipped_path", lambda dm, size=256: str(weights))
+    use_codec(monkeypatch, tmp_path, codec)
     src = str(make_clip(tmp_path / "tiny.y4m", frames=2, w=64, h=64))
     res = CliRunner().invoke(rd_curve, [src, "-o", str(tmp_path / "out"), "--anchors", "none", "--rates", "4,8",
                                         "--refine", "0,5", "--size", "64"])

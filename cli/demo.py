@@ -40,7 +40,7 @@ def run_demo(outdir: str, frames: int, refine: int, weights: str | None, device:
     with VideoWriter(side, 2 * size, size, probe(src).fps) as w:
         for a, b in zip(ref, dec):
             w.write(np.concatenate([a, b], axis=1))
-    floor = np.broadcast_to(dec[:1], ref.shape)  # the decoded keyframe repeated: same bits, no tokens
+    floor = np.broadcast_to(dec[:1], ref.shape)  # the first decoded keyframe repeated: its bits alone
     return {"source": src, "imf": imf, "side_by_side": side, "frames": er.frames, "bytes": er.bytes_total,
             "bpp_total": er.bpp_total, "bpp_tokens": er.bpp_tokens,
             "psnr_rgb": float(psnr_rgb(dec, ref).mean()), "msssim": float(msssim(dec, ref).mean()),

@@ -38,7 +38,7 @@ from .common import console, network_options, print_json, progress_bar, run_guar
 @click.option("--refine", "refine_steps", type=click.IntRange(0, 10000), default=DEFAULT_REFINE_STEPS,
               show_default=True,
               help="Token refinement steps per frame (gradient steps through the decoder; 0 = off: "
-                   "encoding about 1,300x faster on a CPU, lower quality).")
+                   "encoding about 75x faster on a CPU, lower quality).")
 @click.option("--frames", "max_frames", type=click.IntRange(min=1), default=None,
               help="Encode at most this many frames.")
 @network_options

@@ -225,9 +225,9 @@ def encode_file(src: str, dst: str, opts: EncodeOptions, progress: Progress | No
             advance(1)
 
         def put_tokens(start: int, toks: list[torch.Tensor]) -> None:
-            t = torch.cat(toks) if toks else torch.zeros(0)
-            if not len(t):
-                return
+            t = torch.cat(toks) if toks else None
+            if t is None or not len(t):
+                return  # no frames since the last keyframe
             payload, deq = coder.encode(t.numpy())
             w.chunk(bs.TOKN, bs.pack_tokens(start, len(t), payload))
             nbytes["tok"] += len(payload)

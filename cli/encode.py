@@ -5,8 +5,8 @@ import click
 
 from imfcodec import keyframe
 from imfcodec.bitstream import KEYFRAME_CODECS
-from imfcodec.codec import (DEFAULT_KEYFRAME_INTERVAL, DEFAULT_KEYFRAME_PSNR, DEFAULT_ZFP_RATE, EncodeOptions,
-                            encode_file)
+from imfcodec.codec import (DEFAULT_KEYFRAME_INTERVAL, DEFAULT_KEYFRAME_PSNR, DEFAULT_ZFP_RATE, KEYFRAME_POSITIONS,
+                            EncodeOptions, encode_file)
 from imfcodec.refine import DEFAULT_REFINE_STEPS
 
 from .common import console, network_options, print_json, progress_bar, run_guarded
@@ -31,7 +31,12 @@ from .common import console, network_options, print_json, progress_bar, run_guar
 @click.option("--keyframe-quality", type=click.IntRange(0, 63), default=keyframe.DEFAULT_QUALITY, show_default=True,
               help="Keyframe CRF (lower = better, more bytes).")
 @click.option("--keyframe-interval", type=click.IntRange(min=0), default=DEFAULT_KEYFRAME_INTERVAL, show_default=True,
-              help="At most this many frames from one keyframe to the next; 0 = no limit.")
+              help="Segment length in frames: each segment has one keyframe, which serves all its frames; "
+                   "0 = no limit (needs --keyframe-position start).")
+@click.option("--keyframe-position", type=click.Choice(KEYFRAME_POSITIONS), default="middle", show_default=True,
+              help="Where a segment's keyframe goes: the middle (no frame is more than half a segment from its "
+                   "reference; the encoder buffers a segment) or the start (low delay: frames are coded as they "
+                   "arrive).")
 @click.option("--keyframe-psnr", type=click.FloatRange(0, 100), default=DEFAULT_KEYFRAME_PSNR, show_default=True,
               help="Make a frame a keyframe when the decoder would rebuild it below this PSNR, in dB (RGB, at "
                    "the model size): scene cuts start a new keyframe. 0 = off.")
@@ -43,12 +48,13 @@ from .common import console, network_options, print_json, progress_bar, run_guar
               help="Encode at most this many frames.")
 @network_options
 def encode(src, dst, dm, token_codec, zfp_rate, qstep, resize, keyframe_codec, keyframe_quality,
-           keyframe_interval, keyframe_psnr, refine_steps, max_frames, batch, weights, device, allow_untrained,
-           as_json, quiet):
+           keyframe_interval, keyframe_position, keyframe_psnr, refine_steps, max_frames, batch, weights, device,
+           allow_untrained, as_json, quiet):
     """Encode the video SRC into an .imf file."""
     opts = EncodeOptions(dm=dm, weights=weights, token_codec=token_codec, zfp_rate=zfp_rate, qstep=qstep,
                          resize=resize, keyframe_codec=keyframe_codec, keyframe_quality=keyframe_quality,
-                         keyframe_interval=keyframe_interval, keyframe_psnr=keyframe_psnr,
+                         keyframe_interval=keyframe_interval, keyframe_position=keyframe_position,
+                         keyframe_psnr=keyframe_psnr,
                          refine_steps=refine_steps, max_frames=max_frames, batch=batch, device=device,
                          allow_untrained=allow_untrained)
     with progress_bar("encode", quiet or as_json) as cb:

@@ -17,7 +17,8 @@ from typing import BinaryIO, Iterator
 from .errors import BitstreamError
 
 MAGIC = b"IMFC"
-VERSION = (1, 0)
+VERSION = (2, 0)
+READS = (1, 2)  # major versions this decoder reads: a 1.x file is a 2.x file whose keyframes start segments
 HEAD, KEYF, TOKN, END = b"HEAD", b"KEYF", b"TOKN", b"END "
 CHUNK_TYPES = (HEAD, KEYF, TOKN, END)
 MAX_CHUNK = 1 << 28       # 256 MiB: no legitimate chunk is larger
@@ -139,8 +140,9 @@ def read_chunks(f: BinaryIO, size: int) -> Iterator[Chunk]:
     ver = f.read(2)
     if len(ver) < 2:
         raise BitstreamError("truncated .imf file (no version)")
-    if ver[0] != VERSION[0]:
-        raise BitstreamError(f"unsupported .imf version {ver[0]}.{ver[1]} (this decoder reads {VERSION[0]}.x)")
+    if ver[0] not in READS:
+        raise BitstreamError(f"unsupported .imf version {ver[0]}.{ver[1]} "
+                             f"(this decoder reads {' and '.join(f'{v}.x' for v in READS)})")
     index = 0
     while True:
         offset = f.tell()

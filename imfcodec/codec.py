@@ -34,6 +34,13 @@ Progress = Callable[[int, int], None]  # (frames done, frames expected or 0)
 DEFAULT_KEYFRAME_INTERVAL = 34
 DEFAULT_KEYFRAME_PSNR = 14.0
 DEFAULT_ZFP_RATE = 6.0
+KEYFRAME_POSITIONS = ("middle", "start")
+
+
+def keyframe_offset(length: int, position: str) -> int:
+    """Where in a segment of length frames its keyframe goes: the middle halves the longest distance from a
+    frame to its reference (+0.49 dB, MODEL_CARD.md); the start lets frames be coded as they arrive."""
+    return (length - 1) // 2 if position == "middle" else 0
 
 
 @dataclass
@@ -48,6 +55,7 @@ class EncodeOptions:
     keyframe_quality: int = keyframe.DEFAULT_QUALITY  # CRF of the keyframe codec
     keyframe_interval: int = DEFAULT_KEYFRAME_INTERVAL  # most frames from one keyframe to the next; 0: no limit
     keyframe_psnr: float = DEFAULT_KEYFRAME_PSNR  # dB; a frame rebuilt below it becomes a keyframe; 0: off
+    keyframe_position: str = "middle"   # of its segment ("start": low delay, frames coded as they arrive)
     chunk_frames: int = 32
     batch: int = 8
     device: str = "auto"
@@ -148,16 +156,178 @@ def _to_images(x: torch.Tensor) -> list[np.ndarray]:
     return list(arr)
 
 
-def _first_below(model: IMF, ref: Reference, x: torch.Tensor, tokens: torch.Tensor, psnr: float) -> int | None:
-    """Index of the first frame of x that tokens rebuild below psnr dB (RGB), or None."""
-    out = model.synthesize(tokens, ref).clamp(0, 1)
-    mse = (out - x).pow(2).mean(dim=(1, 2, 3))
-    low = (mse > 10 ** (-psnr / 10)).nonzero()
-    return int(low[0]) if len(low) else None
-
-
 def _same_file(a: str, b: str) -> bool:
     return os.path.exists(b) and os.path.samefile(a, b)
+
+
+class _Encoder:
+    """Writes keyframes and tokens for a stream of frames at the model size; keeps what the decoder will
+    derive from the latest keyframe (the reference), which refinement and keyframe decisions need."""
+
+    def __init__(self, model: IMF, header: bs.Header, coder, writer: bs.Writer, opts: EncodeOptions,
+                 device: torch.device, progress: Callable[[int], None] | None):
+        self.model, self.header, self.coder, self.w = model, header, coder, writer
+        self.opts, self.device, self.progress = opts, device, progress
+        self.needs_ref = opts.refine_steps > 0 or opts.keyframe_psnr > 0
+        self.ref: Reference | None = None
+        self.done = self.bytes_key = self.bytes_tok = 0
+        self.kept: list[np.ndarray] = []
+
+    def advance(self, k: int) -> None:
+        self.done += k
+        if self.progress:
+            self.progress(self.done)
+
+    def code_keyframe(self, x: np.ndarray) -> bytes:
+        """Intra-code x and make what the decoder will derive from it the reference."""
+        o, h = self.opts, self.header
+        data = keyframe.encode(x, o.keyframe_codec, o.keyframe_quality)
+        if self.needs_ref:
+            img = keyframe.decode(data, h.keyframe_codec, h.width, h.height)
+            self.ref = self.model.reference(_to_tensor([img], self.device))
+        return data
+
+    def put_keyframe(self, n: int, data: bytes) -> None:
+        self.w.chunk(bs.KEYF, bs.pack_keyframe(n, data))
+        self.bytes_key += len(data)
+        self.coder.reset()
+        self.advance(1)
+
+    def put_tokens(self, start: int, toks: list[torch.Tensor]) -> None:
+        t = torch.cat(toks) if toks else None
+        if t is None or not len(t):
+            return  # no frames in this run
+        payload, deq = self.coder.encode(t.numpy())
+        self.w.chunk(bs.TOKN, bs.pack_tokens(start, len(t), payload))
+        self.bytes_tok += len(payload)
+        if self.opts.keep_tokens:
+            self.kept.append(deq)
+
+    def tokens(self, x: torch.Tensor, refine: bool = True) -> torch.Tensor:
+        """E_T's tokens for frames x, refined against the reference unless refine is False."""
+        t = self.model.encode_tokens(x)
+        if refine and self.opts.refine_steps:
+            t = refine_tokens(self.model, self.ref, x, t, self.opts.refine_steps)
+        return t
+
+    def below(self, x: torch.Tensor, t: torch.Tensor) -> list[bool]:
+        """Which frames of x tokens t rebuild below the keyframe threshold (none when it is off)."""
+        if not self.opts.keyframe_psnr:
+            return [False] * len(x)
+        out = self.model.synthesize(t, self.ref).clamp(0, 1)
+        mse = (out - x).pow(2).mean(dim=(1, 2, 3))
+        return (mse > 10 ** (-self.opts.keyframe_psnr / 10)).tolist()
+
+    def stream(self, frames: Iterator[np.ndarray]) -> int:
+        """Low delay: each keyframe starts its segment and frames are coded as they arrive. A frame rebuilt
+        below the threshold becomes a keyframe, and the frames after it are redone against it."""
+        o = self.opts
+        pending: list[np.ndarray] = []  # frames first, first + 1, ... waiting to become tokens
+        first = last_key = 0
+
+        def flush() -> None:
+            nonlocal pending, first, last_key
+            toks: list[torch.Tensor] = []
+            i = 0
+            while i < len(pending):
+                x = _to_tensor(pending[i:i + o.batch], self.device)
+                t = self.tokens(x)
+                low = self.below(x, t)
+                if not any(low):
+                    toks.append(t.float().cpu())
+                    self.advance(len(x))
+                    i += len(x)
+                    continue
+                j = low.index(True)
+                toks.append(t[:j].float().cpu())
+                self.advance(j)
+                self.put_tokens(first, toks)
+                last_key = first + i + j
+                self.put_keyframe(last_key, self.code_keyframe(pending[i + j]))
+                first, pending, toks, i = last_key + 1, pending[i + j + 1:], [], 0
+            self.put_tokens(first, toks)
+            pending = []
+
+        def keyframe_due(n: int) -> bool:
+            return n == 0 or (o.keyframe_interval > 0 and n - last_key >= o.keyframe_interval)
+
+        n = 0
+        for x in frames:
+            if keyframe_due(n):
+                flush()  # may turn a pending frame into a keyframe, which moves last_key
+            if keyframe_due(n):
+                last_key = n
+                self.put_keyframe(n, self.code_keyframe(x))
+            else:
+                if not pending:
+                    first = n
+                pending.append(x)
+                if len(pending) == o.chunk_frames:
+                    flush()
+            n += 1
+        flush()
+        return n
+
+    def segments(self, frames: Iterator[np.ndarray]) -> int:
+        """Segments of up to keyframe_interval frames, each with its keyframe in the middle: no frame is
+        more than half an interval from its reference, at the cost of that much delay."""
+        buf: list[np.ndarray] = []
+        n = 0
+        for x in frames:
+            buf.append(x)
+            if len(buf) == self.opts.keyframe_interval:
+                m = self._segment(buf, n)
+                n, buf = n + m, buf[m:]
+        while buf:
+            m = self._segment(buf, n)
+            n, buf = n + m, buf[m:]
+        return n
+
+    def _plan(self, frames: list[np.ndarray]) -> tuple[int, int, bytes]:
+        """(m, k, keyframe data): the segment is frames[:m] with keyframe k, its middle, chosen so that no
+        frame of it is rebuilt below the threshold. A frame that is (a scene cut, or content the network
+        cannot follow) ends the segment on the side away from the keyframe, and the shorter segment is
+        planned again. E_T's tokens find candidates cheaply; refinement confirms them, nearest first."""
+        o, m = self.opts, len(frames)
+        while True:
+            k = keyframe_offset(m, "middle")
+            data = self.code_keyframe(frames[k])
+            others = [j for j in range(m) if j != k]
+            if not o.keyframe_psnr or not others:
+                return m, k, data
+            cand = []
+            for b in range(0, len(others), o.batch):
+                js = others[b:b + o.batch]
+                x = _to_tensor([frames[j] for j in js], self.device)
+                cand += [j for j, low in zip(js, self.below(x, self.tokens(x, refine=False))) if low]
+            cand.sort(key=lambda j: abs(j - k))
+            low = cand[:1]
+            if cand and o.refine_steps:
+                low = []
+                for b in range(0, len(cand), o.batch):
+                    js = cand[b:b + o.batch]
+                    x = _to_tensor([frames[j] for j in js], self.device)
+                    low = [j for j, lo in zip(js, self.below(x, self.tokens(x))) if lo]
+                    if low:
+                        break
+            if not low:
+                return m, k, data
+            m = low[0] + 1 if low[0] < k else low[0]
+
+    def _segment(self, frames: list[np.ndarray], first: int) -> int:
+        """Code one segment from frames (first is the index of frames[0]); returns how many frames it took."""
+        o = self.opts
+        m, k, data = self._plan(frames)
+        self.put_keyframe(first + k, data)
+        for lo, hi in ((0, k), (k + 1, m)):
+            for c in range(lo, hi, o.chunk_frames):
+                toks = []
+                for b in range(c, min(hi, c + o.chunk_frames), o.batch):
+                    x = _to_tensor(frames[b:min(hi, c + o.chunk_frames, b + o.batch)], self.device)
+                    toks.append(self.tokens(x).float().cpu())
+                    self.advance(len(x))
+                self.put_tokens(first + c, toks)
+        return m
 
 
 @torch.no_grad()  # not inference_mode: token refinement needs autograd through the decoder
@@ -171,6 +341,12 @@ def encode_file(src: str, dst: str, opts: EncodeOptions, progress: Progress | No
         raise UserError(f"unknown token codec {opts.token_codec!r}: use {', '.join(CODEC_IDS)}")
     if opts.keyframe_interval < 0 or not 0 <= opts.keyframe_quality <= 63:
         raise UserError("keyframe interval must be >= 0 and keyframe quality 0..63")
+    if opts.keyframe_position not in KEYFRAME_POSITIONS:
+        raise UserError(f"unknown keyframe position {opts.keyframe_position!r}: use "
+                        f"{', '.join(KEYFRAME_POSITIONS)}")
+    if opts.keyframe_position == "middle" and opts.keyframe_interval == 0:
+        raise UserError("keyframes in the middle of segments need a keyframe interval; "
+                        "with no limit, use keyframe position start")
     if not 0 <= opts.keyframe_psnr <= 100:
         raise UserError("keyframe PSNR threshold must be 0 (off) to 100 dB")
     if opts.refine_steps < 0:
@@ -193,96 +369,22 @@ def encode_file(src: str, dst: str, opts: EncodeOptions, progress: Progress | No
                        keyframe_codec=bs.KEYFRAME_CODECS[opts.keyframe_codec],
                        keyframe_quality=opts.keyframe_quality, keyframe_interval=opts.keyframe_interval,
                        token_codec=CODEC_IDS[opts.token_codec], token_params=coder.params())
-    kept: list[np.ndarray] = []
-    nbytes = {"key": 0, "tok": 0}
     expected = min(info.frames, opts.max_frames or info.frames)
 
     with atomic_output(dst) as tmp, open(tmp, "wb") as f:
         w = bs.Writer(f)
         w.chunk(bs.HEAD, header.pack())
-        pending: list[np.ndarray] = []  # frames first, first + 1, ... waiting to become tokens
-        first = last_key = 0
-        needs_ref = opts.refine_steps > 0 or opts.keyframe_psnr > 0
-        ref = None  # what the decoder will derive from the last decoded keyframe (refinement, keyframe choice)
-        done = 0  # frames coded, for the progress bar (refinement makes token batches the slow part)
-
-        def advance(k: int) -> None:
-            nonlocal done
-            done += k
-            if progress:
-                progress(done, max(expected, done))
-
-        def put_keyframe(n: int, x: np.ndarray) -> None:
-            nonlocal ref, last_key
-            data = keyframe.encode(x, opts.keyframe_codec, opts.keyframe_quality)
-            w.chunk(bs.KEYF, bs.pack_keyframe(n, data))
-            if needs_ref:
-                ref = model.reference(_to_tensor([keyframe.decode(data, header.keyframe_codec, size, size)],
-                                                 device))
-            nbytes["key"] += len(data)
-            coder.reset()
-            last_key = n
-            advance(1)
-
-        def put_tokens(start: int, toks: list[torch.Tensor]) -> None:
-            t = torch.cat(toks) if toks else None
-            if t is None or not len(t):
-                return  # no frames since the last keyframe
-            payload, deq = coder.encode(t.numpy())
-            w.chunk(bs.TOKN, bs.pack_tokens(start, len(t), payload))
-            nbytes["tok"] += len(payload)
-            if opts.keep_tokens:
-                kept.append(deq)
-
-        def flush() -> None:
-            """Code the pending frames as tokens; a frame the decoder would rebuild below opts.keyframe_psnr
-            becomes a keyframe instead, and the frames after it are redone against it."""
-            nonlocal pending, first
-            toks: list[torch.Tensor] = []
-            i = 0
-            while i < len(pending):
-                x = _to_tensor(pending[i:i + opts.batch], device)
-                t = model.encode_tokens(x)
-                if opts.refine_steps:
-                    t = refine_tokens(model, ref, x, t, opts.refine_steps)
-                low = _first_below(model, ref, x, t, opts.keyframe_psnr) if opts.keyframe_psnr else None
-                if low is None:
-                    toks.append(t.float().cpu())
-                    advance(len(x))
-                    i += len(x)
-                    continue
-                toks.append(t[:low].float().cpu())
-                advance(low)
-                put_tokens(first, toks)
-                put_keyframe(first + i + low, pending[i + low])
-                first, pending, toks, i = first + i + low + 1, pending[i + low + 1:], [], 0
-            put_tokens(first, toks)
-            pending = []
-
-        def keyframe_due(n: int) -> bool:
-            return n == 0 or (opts.keyframe_interval > 0 and n - last_key >= opts.keyframe_interval)
-
-        n = 0
-        for img in read_frames(src, max_frames=opts.max_frames):
-            x = to_model(img, size, size, opts.resize)
-            if keyframe_due(n):
-                flush()  # may turn a pending frame into a keyframe, which moves last_key
-            if keyframe_due(n):
-                put_keyframe(n, x)
-            else:
-                if not pending:
-                    first = n
-                pending.append(x)
-                if len(pending) == opts.chunk_frames:
-                    flush()
-            n += 1
-        flush()
+        enc = _Encoder(model, header, coder, w, opts, device,
+                       (lambda k: progress(k, max(expected, k))) if progress else None)
+        frames = (to_model(img, size, size, opts.resize) for img in read_frames(src, max_frames=opts.max_frames))
+        n = enc.stream(frames) if opts.keyframe_position == "start" else enc.segments(frames)
         header.frames = n
         w.rewrite_header(header)
         w.close()
         f.flush()
         total = f.tell()
-    return EncodeResult(n, size, size, total, nbytes["key"], nbytes["tok"], time.time() - t0,
+    kept = enc.kept
+    return EncodeResult(n, size, size, total, enc.bytes_key, enc.bytes_tok, time.time() - t0,
                         np.concatenate(kept) if kept else (np.zeros((0, dm), np.float32) if opts.keep_tokens
                                                            else None))
 
@@ -315,8 +417,11 @@ class _Segments:
             raise BitstreamError(f"header: {e}") from None
 
     def __iter__(self) -> Iterator[tuple[str, int, object]]:
-        """Yields ('key', index, rgb) and ('tokens', first, array) in frame order."""
+        """Yields ('ref', index, rgb) when a keyframe arrives (it is the reference from then on), and
+        ('key', index, rgb) and ('tokens', first, array) in frame order. A segment's keyframe may come after
+        frames it serves: its chunk comes first, and the frames before it follow as tokens."""
         h, nxt, have_key = self.header, 0, False
+        key: tuple[int, np.ndarray] | None = None  # the current segment's keyframe, until its frame is reached
         for c in self.chunks:
             name = bs.chunk_name(c)
             if c.ctype == bs.HEAD:
@@ -325,25 +430,33 @@ class _Segments:
                 break
             if c.ctype == bs.KEYF:
                 idx, data = bs.unpack_keyframe(c.payload)
-                if idx != nxt:
-                    raise BitstreamError(f"corrupt {name}: keyframe for frame {idx}, expected {nxt}")
+                if key is not None:
+                    raise BitstreamError(f"corrupt {name}: a keyframe before frame {key[0]}, the previous "
+                                         f"keyframe, was reached")
+                if not nxt <= idx < h.frames:
+                    raise BitstreamError(f"corrupt {name}: keyframe for frame {idx}, expected {nxt} to "
+                                         f"{h.frames - 1}")
                 img = keyframe.decode(data, h.keyframe_codec, h.width, h.height)
                 self.coder.reset()
                 have_key = True
-                nxt += 1
-                yield "key", idx, img
+                yield "ref", idx, img
+                key = (idx, img)
             else:
                 first, count, payload = bs.unpack_tokens(c.payload)
                 if first != nxt or not have_key:
                     raise BitstreamError(f"corrupt {name}: tokens for frame {first}, expected {nxt}")
-                if first + count > h.frames:
-                    raise BitstreamError(f"corrupt {name}: more frames than the header's {h.frames}")
+                if first + count > (key[0] if key else h.frames):
+                    raise BitstreamError(f"corrupt {name}: tokens run past "
+                                         f"{f'the keyframe at frame {key[0]}' if key else 'the last frame'}")
                 try:
                     toks = self.coder.decode(payload, count)
                 except ValueError as e:
                     raise BitstreamError(f"corrupt {name}: {e}") from None
                 nxt += count
                 yield "tokens", first, toks
+            if key is not None and key[0] == nxt:
+                yield "key", nxt, key[1]
+                key, nxt = None, nxt + 1
         if nxt != h.frames:
             raise BitstreamError(f"the file holds {nxt} frames, its header says {h.frames}")
 
@@ -353,7 +466,8 @@ def decode_tokens(path: str) -> np.ndarray:
     seg = _Segments(path)
     rows = []
     for kind, _, val in seg:
-        rows.append(np.full((1, seg.header.dm), np.nan, np.float32) if kind == "key" else val)
+        if kind != "ref":
+            rows.append(np.full((1, seg.header.dm), np.nan, np.float32) if kind == "key" else val)
     return np.concatenate(rows) if rows else np.zeros((0, seg.header.dm), np.float32)
 
 
@@ -397,8 +511,10 @@ def decode_file(src: str, dst: str | None, opts: DecodeOptions, progress: Progre
     def run(writer) -> None:
         ref = None
         for kind, idx, val in seg:
-            if kind == "key":
+            if kind == "ref":
                 ref = model.reference(_to_tensor([val], device))
+                continue
+            if kind == "key":
                 emit([val], writer)
                 continue
             toks = torch.from_numpy(val)

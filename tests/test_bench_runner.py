@@ -15,6 +15,7 @@ import imfcodec
 import imfcodec.model.weights
 from cli.rd_curve import rd_curve
 from imfcodec.bench.clip import Yuv420, read_clip, write_y4m
+from imfcodec.codec import keyframe_offset
 
 from .conftest import make_clip
 
@@ -35,6 +36,7 @@ class EncodeOptions:
     keyframe_codec: str = "hevc"
     keyframe_quality: int = 32
     keyframe_interval: int = 0
+    keyframe_position: str = "middle"
 
 
 @dataclass
@@ -62,7 +64,8 @@ def fake_codec(options=EncodeOptions) -> types.ModuleType:
         return {"bytes_total": total, "bpp_tokens": (total - 200) * 8 / (4 * 64 * 64)}
 
     return types.SimpleNamespace(encode_file=encode_file, decode_file=decode_file, read_info=read_info,
-                                 EncodeOptions=options, DecodeOptions=DecodeOptions)
+                                 EncodeOptions=options, DecodeOptions=DecodeOptions,
+                                 keyframe_offset=keyframe_offset)
 
 
 def test_rd_curve_end_to_end(tmp_path, monkeypatch):
@@ -119,7 +122,7 @@ def use_codec(monkeypatch, tmp_path, codec):
 
 
 def test_keyframe_floor_follows_the_default_interval(tmp_path, monkeypatch):
-    """With keyframes every 2 frames by default, the report adds the floor of repeating the latest one."""
+    """With segments of 2 frames by default, the report adds the floor of repeating each one's keyframe."""
     @dataclass
     class EveryTwo(EncodeOptions):
         keyframe_interval: int = 2
@@ -131,8 +134,8 @@ def test_keyframe_floor_follows_the_default_interval(tmp_path, monkeypatch):
     assert res.exit_code == 0, res.output
     with open(tmp_path / "out" / "points.csv") as f:
         rows = {r["method"]: r for r in csv.DictReader(f)}
-    first, latest = rows["repeat first frame"], rows["repeat latest keyframe"]
-    assert latest["setting"] == "hevc crf 32 every 2 frames"
+    first, latest = rows["repeat first frame"], rows["repeat segment keyframe"]
+    assert latest["setting"] == "hevc crf 32, middle of every 2 frames"
     assert float(latest["bpp_total"]) > float(first["bpp_total"])
     assert float(latest["psnr_rgb"]) > float(first["psnr_rgb"])  # the square moves; frame 2 is closer
 

@@ -84,9 +84,11 @@ def test_truncated_at_chunk_boundary_without_end():
 
 def test_unknown_version_and_magic():
     data = bytearray(make_file())
-    data[4] = 2
-    with pytest.raises(BitstreamError, match="unsupported .imf version 2.0"):
+    data[4] = 3
+    with pytest.raises(BitstreamError, match="unsupported .imf version 3.0"):
         parse(bytes(data))
+    data[4] = 1  # version 1 files (keyframes start their segments) are read by this decoder
+    parse(bytes(data))
     with pytest.raises(BitstreamError, match="bad magic"):
         parse(b"RIFF" + bytes(data[4:]))
 

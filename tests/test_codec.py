@@ -51,8 +51,9 @@ def test_encode_decode_keeps_count_rate_size(tmp_path, encoded, tiny):
 def test_decoder_tokens_equal_encoder_dequantized_tokens(encoded):
     imf, r = encoded
     dec = decode_tokens(str(imf))
-    assert np.isnan(dec[0]).all()  # frame 0 is the keyframe
-    assert dec[1:].tobytes() == r.tokens.tobytes()
+    key = np.isnan(dec).all(1)
+    assert key.nonzero()[0].tolist() == [5]  # one segment of 12 frames, its keyframe in the middle
+    assert dec[~key].tobytes() == r.tokens.tobytes()
 
 
 def test_decoded_frames_use_cached_reference(encoded, tiny):
@@ -62,11 +63,11 @@ def test_decoded_frames_use_cached_reference(encoded, tiny):
     imf, r = encoded
     res = decode_file(str(imf), None, dec_opts(tiny, batch=3), keep_frames=True)
     lm = load_weights(str(tiny))
-    key = torch.from_numpy(res.frames_rgb[0]).permute(2, 0, 1)[None].float() / 255
+    key = torch.from_numpy(res.frames_rgb[5]).permute(2, 0, 1)[None].float() / 255  # the middle keyframe
     with torch.no_grad():
         ref = lm.model.reference(key)
         direct = lm.model.synthesize(torch.from_numpy(r.tokens[:3]), ref)
-    got = np.stack(res.frames_rgb[1:4]).astype(np.float32) / 255
+    got = np.stack(res.frames_rgb[0:3]).astype(np.float32) / 255
     want = direct.clamp(0, 1).permute(0, 2, 3, 1).numpy()
     assert np.abs(got - want).max() <= 1 / 255 + 1e-6
 
@@ -77,6 +78,9 @@ def test_keyframe_interval_restarts_segments(tmp_path, clip, tiny):
     info = read_info(str(out))
     assert info["keyframes"] == 3 and info["frames"] == 12
     assert len(decode_file(str(out), None, dec_opts(tiny), keep_frames=True).frames_rgb) == 12
+    assert keyframe_indices(out) == [2, 7, 10]  # segments 0-4, 5-9, 10-11, each keyed in its middle
+    encode_file(str(clip), str(out), enc_opts(tiny, keyframe_interval=5, keyframe_position="start"))
+    assert keyframe_indices(out) == [0, 5, 10]
 
 
 def keyframe_indices(path):
@@ -86,7 +90,7 @@ def keyframe_indices(path):
 
 def test_keyframe_psnr_threshold_decides_keyframes(tmp_path, clip, tiny):
     """Every frame is rebuilt below 100 dB, so each becomes a keyframe; none is rebuilt below 1 dB."""
-    for psnr, keys in ((100, list(range(12))), (1, [0])):
+    for psnr, keys in ((100, list(range(12))), (1, [5])):
         out = tmp_path / f"p{psnr}.imf"
         r = encode_file(str(clip), str(out), enc_opts(tiny, keyframe_psnr=psnr, refine_steps=2, keep_tokens=True))
         assert keyframe_indices(out) == keys
@@ -95,8 +99,10 @@ def test_keyframe_psnr_threshold_decides_keyframes(tmp_path, clip, tiny):
 
 
 def test_scene_cut_starts_a_keyframe(tmp_path):
-    """Six frames of one eval clip, then six of another: with the shipped weights, the frame after the cut
-    and no other is rebuilt below 14 dB from the first keyframe."""
+    """Six frames of one eval clip, then six of another: with the shipped weights, the cut ends the first
+    segment, so each scene gets its own keyframe in its middle; without the threshold, one keyframe serves
+    all twelve frames. With keyframes at segment starts (low delay) the frame after the cut is the
+    keyframe."""
     from imfcodec.video_io import VideoWriter, to_model
     src = tmp_path / "cut.y4m"
     with VideoWriter(str(src), 256, 256, Fraction(25)) as w:
@@ -105,9 +111,11 @@ def test_scene_cut_starts_a_keyframe(tmp_path):
                 w.write(to_model(f, 256, 256, "crop"))
     out = tmp_path / "cut.imf"
     encode_file(str(src), str(out), EncodeOptions(refine_steps=0, keyframe_psnr=14))
-    assert keyframe_indices(out) == [0, 6]
+    assert keyframe_indices(out) == [2, 8]
     encode_file(str(src), str(out), EncodeOptions(refine_steps=0, keyframe_psnr=0))
-    assert keyframe_indices(out) == [0]
+    assert keyframe_indices(out) == [5]
+    encode_file(str(src), str(out), EncodeOptions(refine_steps=0, keyframe_psnr=14, keyframe_position="start"))
+    assert keyframe_indices(out) == [0, 6]
 
 
 def test_info_json_keys(encoded):
@@ -273,6 +281,41 @@ def test_hostile_payloads_with_valid_crcs_fail_cleanly(encoded, tiny):
             decode_file(str(path), None, dec_opts(tiny))
         except UserError:
             pass
+
+
+def test_keyframe_order_rules(tmp_path, encoded):
+    """A segment's keyframe chunk comes first and may serve frames before its own; a file that breaks the
+    order (a keyframe before the last one's frame was reached, one past the end, tokens running over a
+    keyframe) is refused, naming the chunk."""
+    import io
+
+    from imfcodec import bitstream as bs
+    imf, _ = encoded
+    data = imf.read_bytes()
+    head, key, *toks, _ = list(bs.read_chunks(io.BytesIO(data), len(data)))
+    assert bs.unpack_keyframe(key.payload)[0] == 5 and bs.unpack_tokens(toks[0].payload)[:2] == (0, 4)
+
+    def rebuilt(*chunks):
+        path = tmp_path / "r.imf"
+        with open(path, "wb") as f:
+            w = bs.Writer(f)
+            for ctype, payload in chunks:
+                w.chunk(ctype, payload)
+            w.close()
+        return str(path)
+
+    c = [(x.ctype, x.payload) for x in (head, key, *toks)]
+    assert np.isnan(decode_tokens(rebuilt(*c))[5]).all()
+    _, kdata = bs.unpack_keyframe(key.payload)
+    cases = {
+        "a keyframe before frame 5": c[:2] + [c[1]] + c[2:],
+        "keyframe for frame 12, expected 0 to 11": [c[0], (bs.KEYF, bs.pack_keyframe(12, kdata))] + c[2:],
+        "tokens run past the keyframe at frame 3": [c[0], (bs.KEYF, bs.pack_keyframe(3, kdata))] + c[2:],
+        "tokens for frame 0, expected 1": [c[0], (bs.KEYF, bs.pack_keyframe(0, kdata))] + c[2:],
+    }
+    for message, chunks in cases.items():
+        with pytest.raises(BitstreamError, match=message):
+            decode_tokens(rebuilt(*chunks))
 
 
 def test_audio_stream_is_ignored(tmp_path, tiny):

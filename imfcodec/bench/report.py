@@ -27,7 +27,7 @@ class BdRow:
     high: float
 
 FLOOR = "repeat first frame"  # bench.runner's floor methods: single points, no curves
-KEYFRAME_FLOOR = "repeat latest keyframe"
+KEYFRAME_FLOOR = "repeat segment keyframe"
 
 
 def bd_table(points: list[Point]) -> list[BdRow]:

@@ -121,24 +121,29 @@ class _Run:
 
 
 def _floor(run: _Run, name: str) -> list[Point]:
-    """The floors every frame-synthesis codec must beat: imfcodec's own first keyframe (the codec and quality
-    of `imfcodec encode`'s defaults), decoded and repeated for every frame; and, when the encoder's default
-    sends a keyframe every N frames, the latest such keyframe repeated. Their bits are the keyframes'."""
+    """The floors every frame-synthesis codec must beat: the first frame coded as `imfcodec encode`'s default
+    keyframe (its codec and quality), decoded and repeated for every frame; and, when the encoder's default
+    cuts the video into segments of N frames, each segment's keyframe (where the encoder puts it) repeated
+    over its segment. Their bits are the keyframes'."""
     from .. import keyframe
-    from ..codec import EncodeOptions
+    from ..codec import EncodeOptions, keyframe_offset
     opts = EncodeOptions()
     clip, kc, kq, every = run.clips[name], opts.keyframe_codec, opts.keyframe_quality, opts.keyframe_interval
-    keys = range(0, len(clip), every or len(clip))
-    shown, bits = [], []
-    for k in keys:
-        data = keyframe.encode(clip.rgb[k], kc, kq)
-        bits.append(len(data) * 8)
-        shown.append(keyframe.decode(data, keyframe.KEYFRAME_CODECS[kc], clip.width, clip.height))
+    n = len(clip)
+
+    def coded(i: int) -> tuple[np.ndarray, int]:
+        data = keyframe.encode(clip.rgb[i], kc, kq)
+        return keyframe.decode(data, keyframe.KEYFRAME_CODECS[kc], clip.width, clip.height), len(data) * 8
+
     setting = f"{kc} crf {kq}"
-    points = [measure(clip, np.broadcast_to(shown[0], clip.rgb.shape), bits[0], report.FLOOR, setting)]
-    if len(keys) > 1:
-        repeated = np.stack([shown[i // every] for i in range(len(clip))])
-        points.append(measure(clip, repeated, sum(bits), report.KEYFRAME_FLOOR, f"{setting} every {every} frames"))
+    first, bits = coded(0)
+    points = [measure(clip, np.broadcast_to(first, clip.rgb.shape), bits, report.FLOOR, setting)]
+    starts = range(0, n, every or n)
+    if len(starts) > 1:
+        segs = [coded(s + keyframe_offset(min(every, n - s), opts.keyframe_position)) for s in starts]
+        repeated = np.stack([segs[i // every][0] for i in range(n)])
+        points.append(measure(clip, repeated, sum(b for _, b in segs), report.KEYFRAME_FLOOR,
+                              f"{setting}, {opts.keyframe_position} of every {every} frames"))
     return points
 
 

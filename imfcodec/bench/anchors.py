@@ -1,7 +1,8 @@
-"""Standard codecs encoded live through PyAV: x264, x265 and SVT-AV1 in low-delay mode.
+"""Standard codecs encoded live through PyAV: x264, x265 and SVT-AV1 in low-delay mode, and x265 with B-frames.
 
-Low delay here means no B-frames and a single keyframe (the first frame), like imfcodec's own stream; each
-CRF sweep ends at the encoder's lowest rate (x264 and x265: CRF 51, SVT-AV1: CRF 63). Streams are written as
+Low delay here means no B-frames and a single keyframe (the first frame), like imfcodec's `--keyframe-position
+start` stream. `x265-ra` lets x265 use its B-frames (up to 4, adaptive), which delay frames as imfcodec's default
+(a keyframe in the middle of each segment) does; it too has a single keyframe. Each CRF sweep ends at the encoder's lowest rate (x264 and x265: CRF 51, SVT-AV1: CRF 63). Streams are written as
 raw elementary streams (Annex-B H.264/H.265, AV1 OBUs), so bits are the stream's own, with no container
 around them. Encoders and decoders run single-threaded so that fps compare across machines.
 """
@@ -69,6 +70,9 @@ ANCHORS = {c.name: c for c in (
           (35, 39, 43, 47, 51)),
     Codec("x265", "libx265", "hevc",
           (("preset", "slow"), ("x265-params", "bframes=0:keyint=-1:pools=1:frame-threads=1:log-level=error")),
+          (32, 37, 42, 47, 51)),
+    Codec("x265-ra", "libx265", "hevc",
+          (("preset", "slow"), ("x265-params", "bframes=4:keyint=-1:pools=1:frame-threads=1:log-level=error")),
           (32, 37, 42, 47, 51)),
     Codec("svtav1", "libsvtav1", "obu",
           (("preset", "6"), ("svtav1-params", "pred-struct=1:keyint=-1:lp=1")),

@@ -5,8 +5,8 @@ import click
 
 from imfcodec import keyframe
 from imfcodec.bitstream import KEYFRAME_CODECS
-from imfcodec.codec import (DEFAULT_KEYFRAME_INTERVAL, DEFAULT_KEYFRAME_PSNR, DEFAULT_ZFP_RATE, KEYFRAME_POSITIONS,
-                            EncodeOptions, encode_file)
+from imfcodec.codec import (DEFAULT_KEYFRAME_CANDIDATES, DEFAULT_KEYFRAME_INTERVAL, DEFAULT_KEYFRAME_PSNR,
+                            DEFAULT_ZFP_RATE, KEYFRAME_POSITIONS, EncodeOptions, encode_file)
 from imfcodec.refine import DEFAULT_REFINE_STEPS
 
 from .common import console, network_options, print_json, progress_bar, run_guarded
@@ -37,6 +37,11 @@ from .common import console, network_options, print_json, progress_bar, run_guar
               help="Where a segment's keyframe goes: the middle (no frame is more than half a segment from its "
                    "reference; the encoder buffers a segment) or the start (low delay: frames are coded as they "
                    "arrive).")
+@click.option("--keyframe-candidates", type=click.IntRange(1, 64), default=DEFAULT_KEYFRAME_CANDIDATES,
+              show_default=True,
+              help="With --keyframe-position middle: how many frames around the middle are tried as the keyframe; "
+                   "the one whose picture rebuilds the segment best wins (1 = the middle frame; each candidate "
+                   "costs one synthesis per frame of the segment).")
 @click.option("--keyframe-psnr", type=click.FloatRange(0, 100), default=DEFAULT_KEYFRAME_PSNR, show_default=True,
               help="Make a frame a keyframe when the decoder would rebuild it below this PSNR, in dB (RGB, at "
                    "the model size): scene cuts start a new keyframe. 0 = off.")
@@ -48,12 +53,13 @@ from .common import console, network_options, print_json, progress_bar, run_guar
               help="Encode at most this many frames.")
 @network_options
 def encode(src, dst, dm, token_codec, zfp_rate, qstep, resize, keyframe_codec, keyframe_quality,
-           keyframe_interval, keyframe_position, keyframe_psnr, refine_steps, max_frames, batch, weights, device,
-           allow_untrained, as_json, quiet):
+           keyframe_interval, keyframe_position, keyframe_candidates, keyframe_psnr, refine_steps, max_frames,
+           batch, weights, device, allow_untrained, as_json, quiet):
     """Encode the video SRC into an .imf file."""
     opts = EncodeOptions(dm=dm, weights=weights, token_codec=token_codec, zfp_rate=zfp_rate, qstep=qstep,
                          resize=resize, keyframe_codec=keyframe_codec, keyframe_quality=keyframe_quality,
                          keyframe_interval=keyframe_interval, keyframe_position=keyframe_position,
+                         keyframe_candidates=keyframe_candidates,
                          keyframe_psnr=keyframe_psnr,
                          refine_steps=refine_steps, max_frames=max_frames, batch=batch, device=device,
                          allow_untrained=allow_untrained)

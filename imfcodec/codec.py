@@ -35,6 +35,7 @@ DEFAULT_KEYFRAME_INTERVAL = 34
 DEFAULT_KEYFRAME_PSNR = 14.0
 DEFAULT_ZFP_RATE = 6.0
 KEYFRAME_POSITIONS = ("middle", "start")
+DEFAULT_KEYFRAME_CANDIDATES = 5
 
 
 def keyframe_offset(length: int, position: str) -> int:
@@ -56,6 +57,7 @@ class EncodeOptions:
     keyframe_interval: int = DEFAULT_KEYFRAME_INTERVAL  # most frames from one keyframe to the next; 0: no limit
     keyframe_psnr: float = DEFAULT_KEYFRAME_PSNR  # dB; a frame rebuilt below it becomes a keyframe; 0: off
     keyframe_position: str = "middle"   # of its segment ("start": low delay, frames coded as they arrive)
+    keyframe_candidates: int = DEFAULT_KEYFRAME_CANDIDATES  # frames near the middle tried as the keyframe
     chunk_frames: int = 32
     batch: int = 8
     device: str = "auto"
@@ -168,7 +170,7 @@ class _Encoder:
                  device: torch.device, progress: Callable[[int], None] | None):
         self.model, self.header, self.coder, self.w = model, header, coder, writer
         self.opts, self.device, self.progress = opts, device, progress
-        self.needs_ref = opts.refine_steps > 0 or opts.keyframe_psnr > 0
+        self.needs_ref = opts.refine_steps > 0 or opts.keyframe_psnr > 0 or opts.keyframe_candidates > 1
         self.ref: Reference | None = None
         self.done = self.bytes_key = self.bytes_tok = 0
         self.kept: list[np.ndarray] = []
@@ -210,13 +212,16 @@ class _Encoder:
             t = refine_tokens(self.model, self.ref, x, t, self.opts.refine_steps)
         return t
 
+    def psnr(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """PSNR (dB, RGB) of each frame of x as tokens t rebuild it from the reference."""
+        mse = (self.model.synthesize(t, self.ref).clamp(0, 1) - x).pow(2).mean(dim=(1, 2, 3))
+        return -10 * torch.log10(mse.clamp_min(1e-10))
+
     def below(self, x: torch.Tensor, t: torch.Tensor) -> list[bool]:
         """Which frames of x tokens t rebuild below the keyframe threshold (none when it is off)."""
         if not self.opts.keyframe_psnr:
             return [False] * len(x)
-        out = self.model.synthesize(t, self.ref).clamp(0, 1)
-        mse = (out - x).pow(2).mean(dim=(1, 2, 3))
-        return (mse > 10 ** (-self.opts.keyframe_psnr / 10)).tolist()
+        return (self.psnr(x, t) < self.opts.keyframe_psnr).tolist()
 
     def stream(self, frames: Iterator[np.ndarray]) -> int:
         """Low delay: each keyframe starts its segment and frames are coded as they arrive. A frame rebuilt
@@ -284,30 +289,41 @@ class _Encoder:
         return n
 
     def _plan(self, frames: list[np.ndarray]) -> tuple[int, int, bytes]:
-        """(m, k, keyframe data): the segment is frames[:m] with keyframe k, its middle, chosen so that no
-        frame of it is rebuilt below the threshold. A frame that is (a scene cut, or content the network
-        cannot follow) ends the segment on the side away from the keyframe, and the shorter segment is
-        planned again. E_T's tokens find candidates cheaply; refinement confirms them, nearest first."""
+        """(m, k, keyframe data): the segment is frames[:m] with keyframe k, and the reference is k's.
+
+        k is the candidate near the middle (keyframe_candidates of them, spread over the middle half) whose
+        decoded picture lets E_T's tokens rebuild the segment best: which pose a keyframe catches matters.
+        No frame of the segment may be rebuilt below the threshold: one that is (a scene cut, or content
+        the network cannot follow) ends the segment on the side away from the keyframe, and the shorter
+        segment is planned again. E_T's tokens find such frames cheaply; refinement confirms them,
+        nearest the keyframe first."""
         o, m = self.opts, len(frames)
         while True:
-            k = keyframe_offset(m, "middle")
-            data = self.code_keyframe(frames[k])
-            others = [j for j in range(m) if j != k]
-            if not o.keyframe_psnr or not others:
+            mid, step = keyframe_offset(m, "middle"), max(1, m // 8)
+            lo = o.keyframe_candidates // 2
+            cands = sorted({min(m - 1, max(0, mid + j * step)) for j in range(-lo, o.keyframe_candidates - lo)})
+            if m == 1 or (len(cands) == 1 and not o.keyframe_psnr):
+                return m, mid, self.code_keyframe(frames[mid])
+            batches = [_to_tensor(frames[b:b + o.batch], self.device) for b in range(0, m, o.batch)]
+            toks = [self.model.encode_tokens(x) for x in batches]
+            best = None
+            for c in cands:
+                data = self.code_keyframe(frames[c])
+                p = torch.cat([self.psnr(x, t) for x, t in zip(batches, toks)])
+                score = float(torch.cat([p[:c], p[c + 1:]]).mean())
+                if best is None or score > best[0]:
+                    best = (score, c, data, self.ref, p)
+            _, k, data, self.ref, p = best
+            if not o.keyframe_psnr:
                 return m, k, data
-            cand = []
-            for b in range(0, len(others), o.batch):
-                js = others[b:b + o.batch]
-                x = _to_tensor([frames[j] for j in js], self.device)
-                cand += [j for j, low in zip(js, self.below(x, self.tokens(x, refine=False))) if low]
-            cand.sort(key=lambda j: abs(j - k))
+            cand = sorted((j for j in range(m) if j != k and p[j] < o.keyframe_psnr), key=lambda j: abs(j - k))
             low = cand[:1]
             if cand and o.refine_steps:
                 low = []
                 for b in range(0, len(cand), o.batch):
                     js = cand[b:b + o.batch]
                     x = _to_tensor([frames[j] for j in js], self.device)
-                    low = [j for j, lo in zip(js, self.below(x, self.tokens(x))) if lo]
+                    low = [j for j, bad in zip(js, self.below(x, self.tokens(x))) if bad]
                     if low:
                         break
             if not low:
@@ -347,6 +363,8 @@ def encode_file(src: str, dst: str, opts: EncodeOptions, progress: Progress | No
     if opts.keyframe_position == "middle" and opts.keyframe_interval == 0:
         raise UserError("keyframes in the middle of segments need a keyframe interval; "
                         "with no limit, use keyframe position start")
+    if not 1 <= opts.keyframe_candidates <= 64:
+        raise UserError("keyframe candidates must be 1 to 64")
     if not 0 <= opts.keyframe_psnr <= 100:
         raise UserError("keyframe PSNR threshold must be 0 (off) to 100 dB")
     if opts.refine_steps < 0:

@@ -17,8 +17,10 @@ from tests.conftest import SHARED, make_clip
 
 
 def enc_opts(tiny, **kw):
-    """The untrained tiny network rebuilds frames as noise: keyframes only where a test asks for them."""
+    """The untrained tiny network rebuilds frames as noise: keyframes only where a test asks for them, and in
+    the middle of their segments (no search among candidates)."""
     kw.setdefault("keyframe_psnr", 0)
+    kw.setdefault("keyframe_candidates", 1)
     return EncodeOptions(weights=str(tiny), allow_untrained=True, chunk_frames=4, **kw)
 
 
@@ -98,24 +100,49 @@ def test_keyframe_psnr_threshold_decides_keyframes(tmp_path, clip, tiny):
         assert len(decode_file(str(out), None, dec_opts(tiny), keep_frames=True).frames_rgb) == 12
 
 
+def eval_frames(*names_and_counts) -> list[np.ndarray]:
+    """The first frames of eval clips at the model size, in the order given: ("clip", count), ..."""
+    from imfcodec.video_io import to_model
+    return [to_model(f, 256, 256, "crop") for name, count in names_and_counts
+            for f in read_frames(str(SHARED / "data" / "eval" / f"{name}.mp4"), max_frames=count)]
+
+
+def write_clip(path, frames) -> str:
+    from imfcodec.video_io import VideoWriter
+    with VideoWriter(str(path), 256, 256, Fraction(25)) as w:
+        for f in frames:
+            w.write(f)
+    return str(path)
+
+
 def test_scene_cut_starts_a_keyframe(tmp_path):
     """Six frames of one eval clip, then six of another: with the shipped weights, the cut ends the first
-    segment, so each scene gets its own keyframe in its middle; without the threshold, one keyframe serves
-    all twelve frames. With keyframes at segment starts (low delay) the frame after the cut is the
-    keyframe."""
-    from imfcodec.video_io import VideoWriter, to_model
-    src = tmp_path / "cut.y4m"
-    with VideoWriter(str(src), 256, 256, Fraction(25)) as w:
-        for name in ("lia-vox-driving2", "videoretalking-face-3"):
-            for f in read_frames(str(SHARED / "data" / "eval" / f"{name}.mp4"), max_frames=6):
-                w.write(to_model(f, 256, 256, "crop"))
+    segment, so each scene gets its own keyframe; without the threshold, one keyframe serves all twelve
+    frames. With keyframes at segment starts (low delay) the frame after the cut is the keyframe."""
+    src = write_clip(tmp_path / "cut.y4m", eval_frames(("lia-vox-driving2", 6), ("videoretalking-face-3", 6)))
     out = tmp_path / "cut.imf"
-    encode_file(str(src), str(out), EncodeOptions(refine_steps=0, keyframe_psnr=14))
-    assert keyframe_indices(out) == [2, 8]
-    encode_file(str(src), str(out), EncodeOptions(refine_steps=0, keyframe_psnr=0))
+    encode_file(src, str(out), EncodeOptions(refine_steps=0, keyframe_psnr=14))
+    keys = keyframe_indices(out)
+    assert len(keys) == 2 and keys[0] < 6 <= keys[1]
+    encode_file(src, str(out), EncodeOptions(refine_steps=0, keyframe_psnr=14, keyframe_candidates=1))
+    assert keyframe_indices(out) == [2, 8]  # the middles of the two scenes
+    encode_file(src, str(out), EncodeOptions(refine_steps=0, keyframe_psnr=0, keyframe_candidates=1))
     assert keyframe_indices(out) == [5]
-    encode_file(str(src), str(out), EncodeOptions(refine_steps=0, keyframe_psnr=14, keyframe_position="start"))
+    encode_file(src, str(out), EncodeOptions(refine_steps=0, keyframe_psnr=14, keyframe_position="start"))
     assert keyframe_indices(out) == [0, 6]
+
+
+def test_keyframe_search_avoids_an_odd_middle_frame(tmp_path):
+    """Eleven copies of one picture with another in the middle: the middle frame would be a poor reference
+    for the rest, and the search among candidates near the middle takes one of the copies instead."""
+    a, b = eval_frames(("lia-vox-driving2", 1), ("videoretalking-face-3", 1))
+    src = write_clip(tmp_path / "odd.y4m", [a] * 5 + [b] + [a] * 6)
+    out = tmp_path / "odd.imf"
+    encode_file(src, str(out), EncodeOptions(refine_steps=0, keyframe_psnr=0, keyframe_candidates=1))
+    assert keyframe_indices(out) == [5]
+    encode_file(src, str(out), EncodeOptions(refine_steps=0, keyframe_psnr=0))
+    (k,) = keyframe_indices(out)
+    assert k != 5 and 3 <= k <= 7  # five candidates, 3..7, around the middle of 12 frames
 
 
 def test_info_json_keys(encoded):

@@ -44,6 +44,13 @@ def keyframe_offset(length: int, position: str) -> int:
     return (length - 1) // 2 if position == "middle" else 0
 
 
+def keyframe_candidates(length: int, count: int) -> list[int]:
+    """The frames of a segment tried as its keyframe (the encoder keeps the one that rebuilds the segment
+    best): count of them, evenly spaced over the middle half, the middle one included."""
+    mid, step, lo = keyframe_offset(length, "middle"), max(1, length // 8), count // 2
+    return sorted({min(length - 1, max(0, mid + j * step)) for j in range(-lo, count - lo)})
+
+
 @dataclass
 class EncodeOptions:
     dm: int = 32
@@ -299,11 +306,9 @@ class _Encoder:
         nearest the keyframe first."""
         o, m = self.opts, len(frames)
         while True:
-            mid, step = keyframe_offset(m, "middle"), max(1, m // 8)
-            lo = o.keyframe_candidates // 2
-            cands = sorted({min(m - 1, max(0, mid + j * step)) for j in range(-lo, o.keyframe_candidates - lo)})
+            cands = keyframe_candidates(m, o.keyframe_candidates)
             if m == 1 or (len(cands) == 1 and not o.keyframe_psnr):
-                return m, mid, self.code_keyframe(frames[mid])
+                return m, cands[0], self.code_keyframe(frames[cands[0]])
             batches = [_to_tensor(frames[b:b + o.batch], self.device) for b in range(0, m, o.batch)]
             toks = [self.model.encode_tokens(x) for x in batches]
             best = None

@@ -34,8 +34,8 @@ from .common import console, network_options, print_json, progress_bar, run_guar
               help="Segment length in frames: each segment has one keyframe, which serves all its frames; "
                    "0 = no limit (needs --keyframe-position start).")
 @click.option("--keyframe-position", type=click.Choice(KEYFRAME_POSITIONS), default="middle", show_default=True,
-              help="Where a segment's keyframe goes: the middle (no frame is more than half a segment from its "
-                   "reference; the encoder buffers a segment) or the start (low delay: frames are coded as they "
+              help="Where a segment's keyframe goes: near the middle (frames are nearer their reference; the "
+                   "encoder buffers a segment) or the start (low delay: frames are coded as they "
                    "arrive).")
 @click.option("--keyframe-candidates", type=click.IntRange(1, 64), default=DEFAULT_KEYFRAME_CANDIDATES,
               show_default=True,

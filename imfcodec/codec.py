@@ -177,7 +177,8 @@ class _Encoder:
                  device: torch.device, progress: Callable[[int], None] | None):
         self.model, self.header, self.coder, self.w = model, header, coder, writer
         self.opts, self.device, self.progress = opts, device, progress
-        self.needs_ref = opts.refine_steps > 0 or opts.keyframe_psnr > 0 or opts.keyframe_candidates > 1
+        searches = opts.keyframe_position == "middle" and opts.keyframe_candidates > 1
+        self.needs_ref = opts.refine_steps > 0 or opts.keyframe_psnr > 0 or searches
         self.ref: Reference | None = None
         self.done = self.bytes_key = self.bytes_tok = 0
         self.kept: list[np.ndarray] = []

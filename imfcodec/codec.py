@@ -40,7 +40,8 @@ DEFAULT_KEYFRAME_CANDIDATES = 5
 
 def keyframe_offset(length: int, position: str) -> int:
     """Where in a segment of length frames its keyframe goes: the middle halves the longest distance from a
-    frame to its reference (+0.49 dB, MODEL_CARD.md); the start lets frames be coded as they arrive."""
+    frame to its reference (+0.62 dB on the eval clips, MODEL_CARD.md); the start lets frames be coded as
+    they arrive."""
     return (length - 1) // 2 if position == "middle" else 0
 
 
@@ -282,8 +283,8 @@ class _Encoder:
         return n
 
     def segments(self, frames: Iterator[np.ndarray]) -> int:
-        """Segments of up to keyframe_interval frames, each with its keyframe in the middle: no frame is
-        more than half an interval from its reference, at the cost of that much delay."""
+        """Segments of up to keyframe_interval frames, each keyed near its middle (_plan): frames are nearer
+        their reference than with keyframes at the starts, at the cost of buffering a segment."""
         buf: list[np.ndarray] = []
         n = 0
         for x in frames:

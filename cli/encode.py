@@ -49,19 +49,23 @@ from .common import console, network_options, print_json, progress_bar, run_guar
               show_default=True,
               help="Token refinement steps per frame (gradient steps through the decoder; 0 = off: "
                    "encoding about 75x faster on a CPU, lower quality).")
+@click.option("--max-bpp", type=click.FloatRange(min=0), default=0, show_default=True,
+              help="Rate cap over the whole file, in bits per pixel at the model size (0.01 at 256x256 and "
+                   "25 fps is 16.4 kbit/s): keyframes whose segment would exceed it are coded at a higher CRF "
+                   "than --keyframe-quality. 0 = off.")
 @click.option("--frames", "max_frames", type=click.IntRange(min=1), default=None,
               help="Encode at most this many frames.")
 @network_options
 def encode(src, dst, dm, token_codec, zfp_rate, qstep, resize, keyframe_codec, keyframe_quality,
-           keyframe_interval, keyframe_position, keyframe_candidates, keyframe_psnr, refine_steps, max_frames,
-           batch, weights, device, allow_untrained, as_json, quiet):
+           keyframe_interval, keyframe_position, keyframe_candidates, keyframe_psnr, refine_steps, max_bpp,
+           max_frames, batch, weights, device, allow_untrained, as_json, quiet):
     """Encode the video SRC into an .imf file."""
     opts = EncodeOptions(dm=dm, weights=weights, token_codec=token_codec, zfp_rate=zfp_rate, qstep=qstep,
                          resize=resize, keyframe_codec=keyframe_codec, keyframe_quality=keyframe_quality,
                          keyframe_interval=keyframe_interval, keyframe_position=keyframe_position,
                          keyframe_candidates=keyframe_candidates,
                          keyframe_psnr=keyframe_psnr,
-                         refine_steps=refine_steps, max_frames=max_frames, batch=batch, device=device,
+                         refine_steps=refine_steps, max_bpp=max_bpp, max_frames=max_frames, batch=batch, device=device,
                          allow_untrained=allow_untrained)
     with progress_bar("encode", quiet or as_json) as cb:
         r = run_guarded(encode_file, src, dst, opts, cb)

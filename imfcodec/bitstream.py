@@ -70,6 +70,11 @@ class Header:
                    bytes(data[_HEAD_FIXED:]))
 
 
+#: The most bytes a keyframe or token chunk adds to its coded data: type, length and CRC, plus the token
+#: chunk's first frame and count (a keyframe chunk's frame index is smaller).
+CHUNK_OVERHEAD = 4 + 4 + 4 + 6
+
+
 def pack_keyframe(frame_index: int, data: bytes) -> bytes:
     return struct.pack("<I", frame_index) + data
 

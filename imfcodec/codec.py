@@ -25,7 +25,7 @@ from .model.imf import Reference
 from .model.weights import LoadedModel, load_weights, shipped_path
 from .refine import DEFAULT_REFINE_STEPS, refine_tokens
 from .video_io import RESIZE_POLICIES, VideoWriter, probe, read_frames, source_size, to_model, to_source
-from entropy import CODEC_IDS, coder_from_header, make_coder
+from entropy import CODEC_IDS, ZfpCoder, coder_from_header, make_coder
 
 Progress = Callable[[int, int], None]  # (frames done, frames expected or 0)
 
@@ -36,6 +36,8 @@ DEFAULT_KEYFRAME_PSNR = 14.0
 DEFAULT_ZFP_RATE = 6.0
 KEYFRAME_POSITIONS = ("middle", "start")
 DEFAULT_KEYFRAME_CANDIDATES = 5
+#: The highest CRF of each lossy keyframe codec: where a rate cap stops raising it.
+MAX_KEYFRAME_QUALITY = {"av1": 63, "hevc": 51}
 
 
 def keyframe_offset(length: int, position: str) -> int:
@@ -73,6 +75,7 @@ class EncodeOptions:
     allow_untrained: bool = False
     keep_tokens: bool = False           # return the dequantized tokens (tests, analysis)
     refine_steps: int = DEFAULT_REFINE_STEPS  # encoder-side token refinement (imfcodec.refine); 0: off
+    max_bpp: float = 0.0                # rate cap over the whole file, bits per pixel at the model size; 0: off
 
 
 @dataclass
@@ -175,13 +178,13 @@ class _Encoder:
     derive from the latest keyframe (the reference), which refinement and keyframe decisions need."""
 
     def __init__(self, model: IMF, header: bs.Header, coder, writer: bs.Writer, opts: EncodeOptions,
-                 device: torch.device, progress: Callable[[int], None] | None):
+                 device: torch.device, progress: Callable[[int], None] | None, expected: int = 0):
         self.model, self.header, self.coder, self.w = model, header, coder, writer
-        self.opts, self.device, self.progress = opts, device, progress
+        self.opts, self.device, self.progress, self.expected = opts, device, progress, expected
         searches = opts.keyframe_position == "middle" and opts.keyframe_candidates > 1
         self.needs_ref = opts.refine_steps > 0 or opts.keyframe_psnr > 0 or searches
         self.ref: Reference | None = None
-        self.done = self.bytes_key = self.bytes_tok = 0
+        self.done = self.bytes_key = self.bytes_tok = self.frames_tok = 0
         self.kept: list[np.ndarray] = []
 
     def advance(self, k: int) -> None:
@@ -189,14 +192,55 @@ class _Encoder:
         if self.progress:
             self.progress(self.done)
 
-    def code_keyframe(self, x: np.ndarray) -> bytes:
-        """Intra-code x and make what the decoder will derive from it the reference."""
+    def code_keyframe(self, x: np.ndarray, before: int, after: int) -> bytes:
+        """Intra-code x, the keyframe of its segment's before frames before it and after frames after it, and
+        make what the decoder will derive from it the reference."""
         o, h = self.opts, self.header
-        data = keyframe.encode(x, o.keyframe_codec, o.keyframe_quality)
+        data = self.intra(x, before, after)
         if self.needs_ref:
             img = keyframe.decode(data, h.keyframe_codec, h.width, h.height)
             self.ref = self.model.reference(_to_tensor([img], self.device))
         return data
+
+    def intra(self, x: np.ndarray, before: int, after: int) -> bytes:
+        """x at the keyframe CRF, or under a rate cap at the lowest CRF above it that keeps the file within
+        the cap once this keyframe's frames are coded (the highest CRF when none does)."""
+        o = self.opts
+        data = keyframe.encode(x, o.keyframe_codec, o.keyframe_quality)
+        if not o.max_bpp:
+            return data
+        budget = self.keyframe_budget(before, after)
+        lo, hi = o.keyframe_quality + 1, MAX_KEYFRAME_QUALITY[o.keyframe_codec]
+        if len(data) <= budget or lo > hi:
+            return data
+        data = keyframe.encode(x, o.keyframe_codec, hi)
+        while lo < hi and len(data) <= budget:  # bisect: the smallest CRF known to fit stays in data
+            mid = (lo + hi) // 2
+            d = keyframe.encode(x, o.keyframe_codec, mid)
+            if len(d) <= budget:
+                hi, data = mid, d
+            else:
+                lo = mid + 1
+        return data
+
+    def keyframe_budget(self, before: int, after: int) -> int:
+        """Bytes a keyframe may take: what the cap allows up to the end of its segment, less what the file
+        holds so far and what the segment's tokens and chunks (and the file's end) will take. What earlier
+        segments left unspent carries over, so the cap holds over the file, not per segment."""
+        h, c = self.header, self.opts.chunk_frames
+        allowed = int(self.opts.max_bpp * h.width * h.height * (self.done + before + 1 + after) / 8)
+        runs = [c] * (before // c) + [before % c] + [c] * (after // c) + [after % c]  # token chunks, as coded
+        runs = [n for n in runs if n]
+        tokens = sum(self.token_bytes(n) for n in runs) + (len(runs) + 2) * bs.CHUNK_OVERHEAD  # + KEYF, END
+        return allowed - self.w.f.tell() - tokens
+
+    def token_bytes(self, n: int) -> int:
+        """Bytes a chunk of n tokens will take: exact for ZFP's fixed rate; for the learned coder the file's
+        mean so far (a byte a value before any token is coded)."""
+        if isinstance(self.coder, ZfpCoder):
+            return len(self.coder.encode(np.zeros((n, self.header.dm), np.float32))[0])
+        per = self.bytes_tok / self.frames_tok if self.frames_tok else self.header.dm
+        return int(per * n + 0.5)
 
     def put_keyframe(self, n: int, data: bytes) -> None:
         self.w.chunk(bs.KEYF, bs.pack_keyframe(n, data))
@@ -211,6 +255,7 @@ class _Encoder:
         payload, deq = self.coder.encode(t.numpy())
         self.w.chunk(bs.TOKN, bs.pack_tokens(start, len(t), payload))
         self.bytes_tok += len(payload)
+        self.frames_tok += len(t)
         if self.opts.keep_tokens:
             self.kept.append(deq)
 
@@ -257,10 +302,14 @@ class _Encoder:
                 self.advance(j)
                 self.put_tokens(first, toks)
                 last_key = first + i + j
-                self.put_keyframe(last_key, self.code_keyframe(pending[i + j]))
+                self.put_keyframe(last_key, self.code_keyframe(pending[i + j], 0, serves() - 1))
                 first, pending, toks, i = last_key + 1, pending[i + j + 1:], [], 0
             self.put_tokens(first, toks)
             pending = []
+
+        def serves() -> int:  # frames until the next keyframe falls due (or the expected end)
+            left = max(1, self.expected - last_key)
+            return min(o.keyframe_interval, left) if o.keyframe_interval else left
 
         def keyframe_due(n: int) -> bool:
             return n == 0 or (o.keyframe_interval > 0 and n - last_key >= o.keyframe_interval)
@@ -271,7 +320,7 @@ class _Encoder:
                 flush()  # may turn a pending frame into a keyframe, which moves last_key
             if keyframe_due(n):
                 last_key = n
-                self.put_keyframe(n, self.code_keyframe(x))
+                self.put_keyframe(n, self.code_keyframe(x, 0, serves() - 1))
             else:
                 if not pending:
                     first = n
@@ -310,12 +359,12 @@ class _Encoder:
         while True:
             cands = keyframe_candidates(m, o.keyframe_candidates)
             if m == 1 or (len(cands) == 1 and not o.keyframe_psnr):
-                return m, cands[0], self.code_keyframe(frames[cands[0]])
+                return m, cands[0], self.code_keyframe(frames[cands[0]], cands[0], m - 1 - cands[0])
             batches = [_to_tensor(frames[b:b + o.batch], self.device) for b in range(0, m, o.batch)]
             toks = [self.model.encode_tokens(x) for x in batches]
             best = None
             for c in cands:
-                data = self.code_keyframe(frames[c])
+                data = self.code_keyframe(frames[c], c, m - 1 - c)
                 p = torch.cat([self.psnr(x, t) for x, t in zip(batches, toks)])
                 score = float(torch.cat([p[:c], p[c + 1:]]).mean())
                 if best is None or score > best[0]:
@@ -376,6 +425,9 @@ def encode_file(src: str, dst: str, opts: EncodeOptions, progress: Progress | No
         raise UserError("keyframe PSNR threshold must be 0 (off) to 100 dB")
     if opts.refine_steps < 0:
         raise UserError("refine steps must be >= 0")
+    if opts.max_bpp < 0 or (opts.max_bpp and opts.keyframe_codec not in MAX_KEYFRAME_QUALITY):
+        raise UserError(f"a rate cap needs a lossy keyframe codec ({', '.join(MAX_KEYFRAME_QUALITY)}) "
+                        f"and max bpp >= 0")
     if _same_file(src, dst):
         raise UserError("output would overwrite the input")
     info = probe(src)
@@ -400,7 +452,7 @@ def encode_file(src: str, dst: str, opts: EncodeOptions, progress: Progress | No
         w = bs.Writer(f)
         w.chunk(bs.HEAD, header.pack())
         enc = _Encoder(model, header, coder, w, opts, device,
-                       (lambda k: progress(k, max(expected, k))) if progress else None)
+                       (lambda k: progress(k, max(expected, k))) if progress else None, expected)
         frames = (to_model(img, size, size, opts.resize) for img in read_frames(src, max_frames=opts.max_frames))
         n = enc.stream(frames) if opts.keyframe_position == "start" else enc.segments(frames)
         header.frames = n

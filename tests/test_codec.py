@@ -85,6 +85,29 @@ def test_keyframe_interval_restarts_segments(tmp_path, clip, tiny):
     assert keyframe_indices(out) == [0, 5, 10]
 
 
+@pytest.mark.parametrize("position", ["middle", "start"])
+def test_rate_cap_raises_keyframe_crf_only_when_needed(tmp_path, clip, tiny, position):
+    def run(name, **kw):
+        out = tmp_path / name
+        r = encode_file(str(clip), str(out), enc_opts(tiny, keyframe_interval=5, keyframe_position=position,
+                                                      refine_steps=0, **kw))
+        return r, out.read_bytes()
+
+    (free, data), (smallest, _) = run("free.imf"), run("q63.imf", keyframe_quality=63)
+    assert run("loose.imf", max_bpp=free.bpp_total * 1.05)[1] == data  # a cap that does not bind changes nothing
+    cap = (free.bpp_total + smallest.bpp_total) / 2
+    capped, _ = run("capped.imf", max_bpp=cap)
+    assert capped.bpp_total <= cap and capped.bytes_tokens == free.bytes_tokens
+    assert free.bytes_keyframe > capped.bytes_keyframe > smallest.bytes_keyframe
+    hopeless, _ = run("hopeless.imf", max_bpp=smallest.bpp_total / 2)  # beyond reach: the codec's smallest
+    assert hopeless.bytes_keyframe == smallest.bytes_keyframe
+
+
+def test_rate_cap_needs_a_lossy_keyframe_codec(tmp_path, clip, tiny):
+    with pytest.raises(UserError, match="lossy keyframe codec"):
+        encode_file(str(clip), str(tmp_path / "p.imf"), enc_opts(tiny, keyframe_codec="png", max_bpp=0.1))
+
+
 def keyframe_indices(path):
     """decode_tokens marks keyframes with NaN rows."""
     return np.flatnonzero(np.isnan(decode_tokens(str(path))[:, 0])).tolist()

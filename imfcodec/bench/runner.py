@@ -37,6 +37,7 @@ class Job:
     rates: list[float] = field(default_factory=lambda: [2.0, 4.0, 8.0])  # zfp: bits per token value
     qsteps: list[float] = field(default_factory=list)  # learned: quantisation steps (none: the codec's default)
     refine: list[int] = field(default_factory=list)  # encoder token-refinement steps (none: the encoder's default)
+    max_bpp: float = 0.0  # the encoder's rate cap (0: off)
     vtm: list[str] = field(default_factory=list)  # bitstreams or folders of them
     vtm_encoder: str | None = None
     vtm_cfg: str | None = None
@@ -156,7 +157,8 @@ def _imfcodec_steps(run: _Run) -> tuple[list[Step], list[Point]]:
         codec = None
     job, steps, missing = run.job, [], []
     for dm, tc, r in ((dm, tc, r) for dm in job.dms for tc in job.token_codecs for r in job.refine or [None]):
-        method = f"imfcodec dm{dm} {tc}" + ("" if r is None else f" refine {r}")
+        method = (f"imfcodec dm{dm} {tc}" + ("" if r is None else f" refine {r}")
+                  + (f" max {job.max_bpp:g} bpp" if job.max_bpp else ""))
         weights = shipped_path(dm, job.size) if codec and job.size else ""
         reason = ("imfcodec.codec is not available" if codec is None else
                   "--size 0: imfcodec codes at its model size" if not job.size else
@@ -166,7 +168,7 @@ def _imfcodec_steps(run: _Run) -> tuple[list[Step], list[Point]]:
             run.notes.append(f"{method}: missing ({reason})")
             continue
         for v in (job.rates if tc == "zfp" else job.qsteps or [None]):
-            options = {"dm": dm, "weights": weights, "token_codec": tc}
+            options = {"dm": dm, "weights": weights, "token_codec": tc, "max_bpp": job.max_bpp}
             if r is not None:
                 options["refine_steps"] = r
             if v is None:
@@ -196,6 +198,8 @@ def _check(job: Job) -> None:
             raise UserError(f"unknown token codec {tc!r}: choose from {', '.join(TOKEN_CODECS)}")
     if any(r < 0 for r in job.refine):
         raise UserError("--refine steps must be >= 0")
+    if job.max_bpp < 0:
+        raise UserError("--max-bpp must be >= 0")
     for s in job.sources:
         probe(s)  # a missing or unreadable source fails here, before any work
     names = [Path(s).stem for s in job.sources]

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Reproduces MODEL_CARD.md's numbers and the README's plot: the shipped dm=32 model on the four held-out
-# clips of ../shared/data/eval (first 100 frames, 256x256) at the encoder's defaults (segments of 34 frames
-# keyed in their middle by AV1 at CRF 40, scene cuts ending segments, ZFP rate 6), with token refinement off
+# clips of ../shared/data/eval (first 100 frames, 256x256) at the encoder's defaults (one AV1 CRF 40 keyframe
+# per 34 frames, keyframes and segment boundaries planned together over 102 frames, scene cuts ending
+# windows, ZFP rate 6), with token refinement off
 # (--refine 0) and at its default (30 steps), against x264, x265, SVT-AV1 and the floors of repeating the
-# first frame and each segment's keyframe. Takes about 45 minutes on 2 CPU cores (refinement is the bulk).
+# first frame and each segment's keyframe. Takes about 50 minutes on 2 CPU cores (refinement is the bulk).
 # benchmarks/anchors_ra.sh measures x265 with B-frames.
 # benchmarks/learned_codec.sh measures the learned token coder.
 set -euo pipefail

@@ -6,7 +6,8 @@ import click
 from imfcodec import keyframe
 from imfcodec.bitstream import KEYFRAME_CODECS
 from imfcodec.codec import (DEFAULT_KEYFRAME_CANDIDATES, DEFAULT_KEYFRAME_INTERVAL, DEFAULT_KEYFRAME_PSNR,
-                            DEFAULT_ZFP_RATE, KEYFRAME_POSITIONS, EncodeOptions, encode_file)
+                            DEFAULT_PLAN_SEGMENTS, DEFAULT_ZFP_RATE, KEYFRAME_POSITIONS, EncodeOptions,
+                            encode_file)
 from imfcodec.refine import DEFAULT_REFINE_STEPS
 
 from .common import console, network_options, print_json, progress_bar, run_guarded
@@ -42,6 +43,11 @@ from .common import console, network_options, print_json, progress_bar, run_guar
               help="With --keyframe-position middle: how many frames around the middle are tried as the keyframe; "
                    "the one whose picture rebuilds the segment best wins (1 = the middle frame; each candidate "
                    "costs one synthesis per frame of the segment).")
+@click.option("--plan-segments", type=click.IntRange(1, 16), default=DEFAULT_PLAN_SEGMENTS, show_default=True,
+              help="With --keyframe-position middle: how many segments are planned together; their keyframes "
+                   "(every --keyframe-interval/8-th frame is tried) and boundaries are chosen jointly over "
+                   "that many times --keyframe-interval frames, which the encoder buffers (1 = a segment at a "
+                   "time, its keyframe among --keyframe-candidates frames near its middle).")
 @click.option("--keyframe-psnr", type=click.FloatRange(0, 100), default=DEFAULT_KEYFRAME_PSNR, show_default=True,
               help="Make a frame a keyframe when the decoder would rebuild it below this PSNR, in dB (RGB, at "
                    "the model size): scene cuts start a new keyframe. 0 = off.")
@@ -57,13 +63,14 @@ from .common import console, network_options, print_json, progress_bar, run_guar
               help="Encode at most this many frames.")
 @network_options
 def encode(src, dst, dm, token_codec, zfp_rate, qstep, resize, keyframe_codec, keyframe_quality,
-           keyframe_interval, keyframe_position, keyframe_candidates, keyframe_psnr, refine_steps, max_bpp,
+           keyframe_interval, keyframe_position, keyframe_candidates, plan_segments,
+           keyframe_psnr, refine_steps, max_bpp,
            max_frames, batch, weights, device, allow_untrained, as_json, quiet):
     """Encode the video SRC into an .imf file."""
     opts = EncodeOptions(dm=dm, weights=weights, token_codec=token_codec, zfp_rate=zfp_rate, qstep=qstep,
                          resize=resize, keyframe_codec=keyframe_codec, keyframe_quality=keyframe_quality,
                          keyframe_interval=keyframe_interval, keyframe_position=keyframe_position,
-                         keyframe_candidates=keyframe_candidates,
+                         keyframe_candidates=keyframe_candidates, plan_segments=plan_segments,
                          keyframe_psnr=keyframe_psnr,
                          refine_steps=refine_steps, max_bpp=max_bpp, max_frames=max_frames, batch=batch, device=device,
                          allow_untrained=allow_untrained)

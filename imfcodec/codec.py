@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from . import bitstream as bs
-from . import keyframe
+from . import keyframe, keyplan
 from .errors import BitstreamError, UserError
 from .model import IMF
 from .model.imf import Reference
@@ -36,6 +36,10 @@ DEFAULT_KEYFRAME_PSNR = 14.0
 DEFAULT_ZFP_RATE = 6.0
 KEYFRAME_POSITIONS = ("middle", "start")
 DEFAULT_KEYFRAME_CANDIDATES = 5
+#: Segments planned together (their keyframes and boundaries chosen jointly), and how densely a window of
+#: several is scored: every PLAN_FRAME_STEP-th frame.
+DEFAULT_PLAN_SEGMENTS = 3
+PLAN_FRAME_STEP = 2
 #: The highest CRF of each lossy keyframe codec: where a rate cap stops raising it.
 MAX_KEYFRAME_QUALITY = {"av1": 63, "hevc": 51}
 
@@ -68,6 +72,7 @@ class EncodeOptions:
     keyframe_psnr: float = DEFAULT_KEYFRAME_PSNR  # dB; a frame rebuilt below it becomes a keyframe; 0: off
     keyframe_position: str = "middle"   # of its segment ("start": low delay, frames coded as they arrive)
     keyframe_candidates: int = DEFAULT_KEYFRAME_CANDIDATES  # frames near the middle tried as the keyframe
+    plan_segments: int = DEFAULT_PLAN_SEGMENTS  # segments whose keyframes and boundaries are chosen together
     chunk_frames: int = 32
     batch: int = 8
     device: str = "auto"
@@ -332,66 +337,124 @@ class _Encoder:
         return n
 
     def segments(self, frames: Iterator[np.ndarray]) -> int:
-        """Segments of up to keyframe_interval frames, each keyed near its middle (_plan): frames are nearer
-        their reference than with keyframes at the starts, at the cost of buffering a segment."""
+        """Windows of plan_segments x keyframe_interval frames, each split into segments whose keyframes
+        and boundaries are chosen together (_plan): frames are nearer a reference that suits them than with
+        keyframes at the starts, at the cost of buffering a window."""
+        window = self.opts.keyframe_interval * self.opts.plan_segments
         buf: list[np.ndarray] = []
         n = 0
         for x in frames:
             buf.append(x)
-            if len(buf) == self.opts.keyframe_interval:
-                m = self._segment(buf, n)
+            if len(buf) == window:
+                m = self._window(buf, n)
                 n, buf = n + m, buf[m:]
         while buf:
-            m = self._segment(buf, n)
+            m = self._window(buf, n)
             n, buf = n + m, buf[m:]
         return n
 
-    def _plan(self, frames: list[np.ndarray]) -> tuple[int, int, bytes]:
-        """(m, k, keyframe data): the segment is frames[:m] with keyframe k, and the reference is k's.
+    def _window(self, frames: list[np.ndarray], first: int) -> int:
+        """Code the segments _plan makes of frames (first is the index of frames[0]); returns how many frames
+        they took."""
+        segs, refs = self._plan(frames)
+        for s, e, k in segs:
+            if self.opts.max_bpp or k not in refs:  # re-coded within the cap (or first coded) here
+                data = self.code_keyframe(frames[k], k - s, e - k - 1)
+            else:
+                data, self.ref = refs[k]
+            self._segment(frames, first, s, e, k, data)
+        return segs[-1][1]
 
-        k is the candidate near the middle (keyframe_candidates of them, spread over the middle half) whose
-        decoded picture lets E_T's tokens rebuild the segment best: which pose a keyframe catches matters.
-        No frame of the segment may be rebuilt below the threshold: one that is (a scene cut, or content
-        the network cannot follow) ends the segment on the side away from the keyframe, and the shorter
-        segment is planned again. E_T's tokens find such frames cheaply; refinement confirms them,
-        nearest the keyframe first."""
+    def _references(self, frames: list[np.ndarray], keys: list[int]) -> dict[int, tuple[bytes, Reference]]:
+        """Each of frames[k], k in keys, coded at the keyframe CRF, and the reference the decoder derives."""
+        out = {}
+        for k in keys:
+            data = keyframe.encode(frames[k], self.opts.keyframe_codec, self.opts.keyframe_quality)
+            img = keyframe.decode(data, self.header.keyframe_codec, self.header.width, self.header.height)
+            out[k] = data, self.model.reference(_to_tensor([img], self.device))
+        return out
+
+    def _scores(self, frames: list[np.ndarray], sampled: list[int], refs: dict) -> dict[int, torch.Tensor]:
+        """PSNR of each sampled frame as E_T's tokens rebuild it from each reference in refs."""
+        o, out = self.opts, {}
+        batches = [_to_tensor([frames[j] for j in sampled[b:b + o.batch]], self.device)
+                   for b in range(0, len(sampled), o.batch)]
+        toks = [self.model.encode_tokens(x) for x in batches]
+        for k, (_, self.ref) in refs.items():
+            out[k] = torch.cat([self.psnr(x, t) for x, t in zip(batches, toks)])
+        return out
+
+    def _plan(self, frames: list[np.ndarray]) -> tuple[list[keyplan.Segment], dict]:
+        """Segments (start, end, keyframe) covering frames, one per keyframe_interval frames, and the coded
+        keyframes and references computed on the way.
+
+        Search (keyframe_candidates > 1): every candidate keyframe is coded and scored by how well E_T's
+        tokens rebuild the window's frames from its decoded picture, and keyplan.plan picks keyframes and
+        boundaries together: which pose a keyframe catches matters. A single segment tries keyframe_candidates
+        frames over its middle half (every frame scored); a window of several tries every
+        keyframe_interval // 8-th frame (every PLAN_FRAME_STEP-th frame scored). Without search, segments
+        are keyframe_interval long and keyed at their middles.
+
+        No frame may be rebuilt below keyframe_psnr: one that is (a scene cut, or content the network cannot
+        follow) ends the window on the side away from its keyframe, and the shorter window is planned again.
+        E_T's tokens find such frames cheaply; refinement confirms them, nearest a keyframe first."""
         o, m = self.opts, len(frames)
         while True:
-            cands = keyframe_candidates(m, o.keyframe_candidates)
-            if m == 1 or (len(cands) == 1 and not o.keyframe_psnr):
-                return m, cands[0], self.code_keyframe(frames[cands[0]], cands[0], m - 1 - cands[0])
-            batches = [_to_tensor(frames[b:b + o.batch], self.device) for b in range(0, m, o.batch)]
-            toks = [self.model.encode_tokens(x) for x in batches]
-            best = None
-            for c in cands:
-                data = self.code_keyframe(frames[c], c, m - 1 - c)
-                p = torch.cat([self.psnr(x, t) for x, t in zip(batches, toks)])
-                score = float(torch.cat([p[:c], p[c + 1:]]).mean())
-                if best is None or score > best[0]:
-                    best = (score, c, data, self.ref, p)
-            _, k, data, self.ref, p = best
-            if not o.keyframe_psnr:
-                return m, k, data
-            cand = sorted((j for j in range(m) if j != k and p[j] < o.keyframe_psnr), key=lambda j: abs(j - k))
+            count, size = -(-m // o.keyframe_interval), o.keyframe_interval
+            refs: dict = {}
+            if o.keyframe_candidates > 1 and m > 1:
+                if count == 1:
+                    cands, sampled = keyframe_candidates(m, o.keyframe_candidates), list(range(m))
+                else:
+                    step = max(1, size // 8)
+                    cands, sampled = list(range(step // 2, m, step)), list(range(0, m, PLAN_FRAME_STEP))
+                refs = self._references(frames, cands)
+                scores = self._scores(frames, sampled, refs)
+                segs = keyplan.plan(torch.stack([scores[c] for c in cands]).cpu().numpy(), cands, sampled, m, count)
+                refs = {k: refs[k] for _, _, k in segs}
+                if sampled != list(range(m)):
+                    scores = {}
+            else:
+                segs = [(b, min(m, b + size), b + keyframe_offset(min(m, b + size) - b, "middle"))
+                        for b in range(0, m, size)]
+                scores = {}
+            if not o.keyframe_psnr or m == 1:
+                return segs, refs
+            if not refs:
+                refs = self._references(frames, [k for _, _, k in segs])
+            cut = self._first_low(frames, segs, refs, scores)
+            if cut is None:
+                return segs, refs
+            m = cut
+
+    def _first_low(self, frames: list[np.ndarray], segs: list[keyplan.Segment], refs: dict,
+                   scores: dict[int, torch.Tensor]) -> int | None:
+        """Where the window must end for no frame to be rebuilt below keyframe_psnr (None: nowhere): just
+        after the first such frame if it comes before its keyframe, just before it if after."""
+        o = self.opts
+        for s, e, k in segs:
+            self.ref = refs[k][1]
+            p = scores[k][s:e] if k in scores else self._scores(frames, list(range(s, e)), {k: refs[k]})[k]
+            cand = sorted((s + j for j in range(e - s) if s + j != k and p[j] < o.keyframe_psnr),
+                          key=lambda j: abs(j - k))
             low = cand[:1]
             if cand and o.refine_steps:
-                low = []
+                self.ref, low = refs[k][1], []
                 for b in range(0, len(cand), o.batch):
                     js = cand[b:b + o.batch]
                     x = _to_tensor([frames[j] for j in js], self.device)
                     low = [j for j, bad in zip(js, self.below(x, self.tokens(x))) if bad]
                     if low:
                         break
-            if not low:
-                return m, k, data
-            m = low[0] + 1 if low[0] < k else low[0]
+            if low:
+                return low[0] + 1 if low[0] < k else low[0]
+        return None
 
-    def _segment(self, frames: list[np.ndarray], first: int) -> int:
-        """Code one segment from frames (first is the index of frames[0]); returns how many frames it took."""
+    def _segment(self, frames: list[np.ndarray], first: int, s: int, e: int, k: int, data: bytes) -> None:
+        """Code frames[s:e] keyed at frames[k] (data, whose reference is self.ref); first is frames[0]'s index."""
         o = self.opts
-        m, k, data = self._plan(frames)
         self.put_keyframe(first + k, data)
-        for lo, hi in ((0, k), (k + 1, m)):
+        for lo, hi in ((s, k), (k + 1, e)):
             for c in range(lo, hi, o.chunk_frames):
                 toks = []
                 for b in range(c, min(hi, c + o.chunk_frames), o.batch):
@@ -399,7 +462,6 @@ class _Encoder:
                     toks.append(self.tokens(x).float().cpu())
                     self.advance(len(x))
                 self.put_tokens(first + c, toks)
-        return m
 
 
 @torch.no_grad()  # not inference_mode: token refinement needs autograd through the decoder
@@ -421,6 +483,8 @@ def encode_file(src: str, dst: str, opts: EncodeOptions, progress: Progress | No
                         "with no limit, use keyframe position start")
     if not 1 <= opts.keyframe_candidates <= 64:
         raise UserError("keyframe candidates must be 1 to 64")
+    if not 1 <= opts.plan_segments <= 16:
+        raise UserError("plan segments must be 1 to 16")
     if not 0 <= opts.keyframe_psnr <= 100:
         raise UserError("keyframe PSNR threshold must be 0 (off) to 100 dB")
     if opts.refine_steps < 0:

@@ -168,6 +168,23 @@ def test_keyframe_search_avoids_an_odd_middle_frame(tmp_path):
     assert k != 5 and 3 <= k <= 7  # five candidates, 3..7, around the middle of 12 frames
 
 
+def test_joint_plan_puts_boundaries_at_scene_changes(tmp_path):
+    """Two, six and four frames of three pictures, planned as one window of three 4-frame segments: the
+    keyframes and boundaries chosen together give each picture a keyframe of its own, where fixed 4-frame
+    segments would key frames 0-3 with one picture and rebuild the other from it."""
+    a, b, c = eval_frames(("lia-vox-driving2", 1), ("videoretalking-face-3", 1), ("liveportrait-driving-d12", 1))
+    src = write_clip(tmp_path / "abc.y4m", [a] * 2 + [b] * 6 + [c] * 4)
+    out = tmp_path / "abc.imf"
+    opts = dict(refine_steps=0, keyframe_psnr=0, keyframe_interval=4)
+    encode_file(src, str(out), EncodeOptions(plan_segments=3, **opts))
+    k1, k2, k3 = keyframe_indices(out)
+    assert k1 < 2 <= k2 < 8 <= k3
+    frames = decode_file(str(out), None, DecodeOptions(), keep_frames=True).frames_rgb
+    assert len(frames) == 12
+    encode_file(src, str(out), EncodeOptions(plan_segments=1, keyframe_candidates=1, **opts))
+    assert keyframe_indices(out) == [1, 5, 9]
+
+
 def test_info_json_keys(encoded):
     imf, r = encoded
     info = read_info(str(imf))

@@ -32,17 +32,20 @@ from .common import console, network_options, print_json, progress_bar, run_guar
 @click.option("--keyframe-quality", type=click.IntRange(0, 63), default=keyframe.DEFAULT_QUALITY, show_default=True,
               help="Keyframe CRF (lower = better, more bytes).")
 @click.option("--keyframe-interval", type=click.IntRange(min=0), default=DEFAULT_KEYFRAME_INTERVAL, show_default=True,
-              help="Segment length in frames: each segment has one keyframe, which serves all its frames; "
-                   "0 = no limit (needs --keyframe-position start).")
+              help="One keyframe per this many frames; each keyframe serves a segment of frames (planned "
+                   "segments may be shorter or longer, see --plan-segments); 0 = no limit (needs "
+                   "--keyframe-position start).")
 @click.option("--keyframe-position", type=click.Choice(KEYFRAME_POSITIONS), default="middle", show_default=True,
               help="Where a segment's keyframe goes: near the middle (frames are nearer their reference; the "
                    "encoder buffers a segment) or the start (low delay: frames are coded as they "
                    "arrive).")
 @click.option("--keyframe-candidates", type=click.IntRange(1, 64), default=DEFAULT_KEYFRAME_CANDIDATES,
               show_default=True,
-              help="With --keyframe-position middle: how many frames around the middle are tried as the keyframe; "
-                   "the one whose picture rebuilds the segment best wins (1 = the middle frame; each candidate "
-                   "costs one synthesis per frame of the segment).")
+              help="With --keyframe-position middle and a segment planned alone (--plan-segments 1, or a video "
+                   "shorter than an interval): how many frames around the middle are tried as the keyframe; "
+                   "the one whose picture rebuilds the segment best wins (each candidate costs one synthesis "
+                   "per frame of the segment). 1 = no search at all: segments of --keyframe-interval frames "
+                   "keyed at their middles.")
 @click.option("--plan-segments", type=click.IntRange(1, 16), default=DEFAULT_PLAN_SEGMENTS, show_default=True,
               help="With --keyframe-position middle: how many segments are planned together; their keyframes "
                    "(every --keyframe-interval/8-th frame is tried) and boundaries are chosen jointly over "

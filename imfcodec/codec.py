@@ -68,7 +68,7 @@ class EncodeOptions:
     resize: str = "crop"
     keyframe_codec: str = keyframe.DEFAULT_CODEC
     keyframe_quality: int = keyframe.DEFAULT_QUALITY  # CRF of the keyframe codec
-    keyframe_interval: int = DEFAULT_KEYFRAME_INTERVAL  # most frames from one keyframe to the next; 0: no limit
+    keyframe_interval: int = DEFAULT_KEYFRAME_INTERVAL  # one keyframe per this many frames; 0: no limit (start)
     keyframe_psnr: float = DEFAULT_KEYFRAME_PSNR  # dB; a frame rebuilt below it becomes a keyframe; 0: off
     keyframe_position: str = "middle"   # of its segment ("start": low delay, frames coded as they arrive)
     keyframe_candidates: int = DEFAULT_KEYFRAME_CANDIDATES  # frames near the middle tried as the keyframe
@@ -200,43 +200,55 @@ class _Encoder:
     def code_keyframe(self, x: np.ndarray, before: int, after: int) -> bytes:
         """Intra-code x, the keyframe of its segment's before frames before it and after frames after it, and
         make what the decoder will derive from it the reference."""
-        o, h = self.opts, self.header
-        data = self.intra(x, before, after)
-        if self.needs_ref:
-            img = keyframe.decode(data, h.keyframe_codec, h.width, h.height)
-            self.ref = self.model.reference(_to_tensor([img], self.device))
+        (data,) = self.intra([x], before + 1 + after, self.runs(before, after))
+        self.use(data)
         return data
 
-    def intra(self, x: np.ndarray, before: int, after: int) -> bytes:
-        """x at the keyframe CRF, or under a rate cap at the lowest CRF above it that keeps the file within
-        the cap once this keyframe's frames are coded (the highest CRF when none does)."""
+    def use(self, data: bytes) -> None:
+        """Make what the decoder will derive from keyframe data the reference."""
+        if self.needs_ref:
+            h = self.header
+            img = keyframe.decode(data, h.keyframe_codec, h.width, h.height)
+            self.ref = self.model.reference(_to_tensor([img], self.device))
+
+    def runs(self, before: int, after: int) -> list[int]:
+        """The sizes of the token chunks of a segment with before and after frames around its keyframe."""
+        c = self.opts.chunk_frames
+        return [n for n in (c,) * (before // c) + (before % c,) + (c,) * (after // c) + (after % c,) if n]
+
+    def intra(self, pics: list[np.ndarray], frames: int, runs: list[int]) -> list[bytes]:
+        """The keyframes pics, which with token chunks of the sizes runs code the next frames frames, at the
+        keyframe CRF; under a rate cap at the lowest CRF above it (one for all) that keeps the file within the
+        cap once those frames are coded, or the codec's highest when none does."""
         o = self.opts
-        data = keyframe.encode(x, o.keyframe_codec, o.keyframe_quality)
+
+        def code(q: int) -> list[bytes]:
+            return [keyframe.encode(x, o.keyframe_codec, q) for x in pics]
+
+        data = code(o.keyframe_quality)
         if not o.max_bpp:
             return data
-        budget = self.keyframe_budget(before, after)
+        budget = self.keyframe_budget(frames, runs, len(pics))
         lo, hi = o.keyframe_quality + 1, MAX_KEYFRAME_QUALITY[o.keyframe_codec]
-        if len(data) <= budget or lo > hi:
+        if sum(map(len, data)) <= budget or lo > hi:
             return data
-        data = keyframe.encode(x, o.keyframe_codec, hi)
-        while lo < hi and len(data) <= budget:  # bisect: the smallest CRF known to fit stays in data
+        data = code(hi)
+        while lo < hi and sum(map(len, data)) <= budget:  # bisect: the smallest CRF known to fit stays in data
             mid = (lo + hi) // 2
-            d = keyframe.encode(x, o.keyframe_codec, mid)
-            if len(d) <= budget:
+            d = code(mid)
+            if sum(map(len, d)) <= budget:
                 hi, data = mid, d
             else:
                 lo = mid + 1
         return data
 
-    def keyframe_budget(self, before: int, after: int) -> int:
-        """Bytes a keyframe may take: what the cap allows up to the end of its segment, less what the file
-        holds so far and what the segment's tokens and chunks (and the file's end) will take. What earlier
-        segments left unspent carries over, so the cap holds over the file, not per segment."""
-        h, c = self.header, self.opts.chunk_frames
-        allowed = int(self.opts.max_bpp * h.width * h.height * (self.done + before + 1 + after) / 8)
-        runs = [c] * (before // c) + [before % c] + [c] * (after // c) + [after % c]  # token chunks, as coded
-        runs = [n for n in runs if n]
-        tokens = sum(self.token_bytes(n) for n in runs) + (len(runs) + 2) * bs.CHUNK_OVERHEAD  # + KEYF, END
+    def keyframe_budget(self, frames: int, runs: list[int], keys: int) -> int:
+        """Bytes keys keyframes may take: what the cap allows up to the end of the next frames frames, less what
+        the file holds so far and what their token chunks of sizes runs, the chunks' framing and the file's
+        end will take. What earlier segments left unspent carries over, so the cap holds over the file."""
+        h = self.header
+        allowed = int(self.opts.max_bpp * h.width * h.height * (self.done + frames) / 8)
+        tokens = sum(self.token_bytes(n) for n in runs) + (len(runs) + keys + 1) * bs.CHUNK_OVERHEAD
         return allowed - self.w.f.tell() - tokens
 
     def token_bytes(self, n: int) -> int:
@@ -357,11 +369,13 @@ class _Encoder:
         """Code the segments _plan makes of frames (first is the index of frames[0]); returns how many frames
         they took."""
         segs, refs = self._plan(frames)
-        for s, e, k in segs:
-            if self.opts.max_bpp or k not in refs:  # re-coded within the cap (or first coded) here
-                data = self.code_keyframe(frames[k], k - s, e - k - 1)
+        runs = [n for s, e, k in segs for n in self.runs(k - s, e - k - 1)]
+        keys = self.intra([frames[k] for _, _, k in segs], segs[-1][1], runs)  # the window shares the cap
+        for (s, e, k), data in zip(segs, keys):
+            if k in refs and refs[k][0] == data:
+                self.ref = refs[k][1]
             else:
-                data, self.ref = refs[k]
+                self.use(data)
             self._segment(frames, first, s, e, k, data)
         return segs[-1][1]
 

@@ -60,8 +60,8 @@ from .common import console, network_options, print_json, progress_bar, run_guar
                    "encoding about 75x faster on a CPU, lower quality).")
 @click.option("--max-bpp", type=click.FloatRange(min=0), default=0, show_default=True,
               help="Rate cap over the whole file, in bits per pixel at the model size (0.01 at 256x256 and "
-                   "25 fps is 16.4 kbit/s): keyframes whose segment would exceed it are coded at a higher CRF "
-                   "than --keyframe-quality. 0 = off.")
+                   "25 fps is 16.4 kbit/s): the keyframes of a planned window that would exceed it are coded "
+                   "at a higher CRF than --keyframe-quality. 0 = off.")
 @click.option("--frames", "max_frames", type=click.IntRange(min=1), default=None,
               help="Encode at most this many frames.")
 @network_options

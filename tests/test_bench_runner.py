@@ -37,6 +37,7 @@ class EncodeOptions:
     keyframe_quality: int = 32
     keyframe_interval: int = 0
     keyframe_position: str = "middle"
+    max_bpp: float = 0.0
 
 
 @dataclass
@@ -155,6 +156,21 @@ def test_each_refine_setting_is_its_own_curve(tmp_path, monkeypatch):
         methods = [r["method"] for r in csv.DictReader(f)]
     assert methods.count("imfcodec dm32 zfp refine 0") == 2 and methods.count("imfcodec dm32 zfp refine 5") == 2
     assert seen == [0, 0, 5, 5]
+
+
+def test_rate_cap_reaches_the_encoder_and_names_the_curve(tmp_path, monkeypatch):
+    codec = fake_codec()
+    seen = []
+    encode = codec.encode_file
+    codec.encode_file = lambda src, dst, opts, progress=None: (seen.append(opts.max_bpp), encode(src, dst, opts))
+    use_codec(monkeypatch, tmp_path, codec)
+    src = str(make_clip(tmp_path / "tiny.y4m", frames=2, w=64, h=64))
+    res = CliRunner().invoke(rd_curve, [src, "-o", str(tmp_path / "out"), "--anchors", "none", "--rates", "4",
+                                        "--max-bpp", "0.01", "--size", "64"])
+    assert res.exit_code == 0, res.output
+    with open(tmp_path / "out" / "points.csv") as f:
+        assert "imfcodec dm32 zfp max 0.01 bpp" in [r["method"] for r in csv.DictReader(f)]
+    assert seen == [0.01]
 
 
 @pytest.mark.parametrize("args, message", [

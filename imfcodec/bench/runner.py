@@ -168,9 +168,11 @@ def _imfcodec_steps(run: _Run) -> tuple[list[Step], list[Point]]:
             run.notes.append(f"{method}: missing ({reason})")
             continue
         for v in (job.rates if tc == "zfp" else job.qsteps or [None]):
-            options = {"dm": dm, "weights": weights, "token_codec": tc, "max_bpp": job.max_bpp}
+            options = {"dm": dm, "weights": weights, "token_codec": tc}
             if r is not None:
                 options["refine_steps"] = r
+            if job.max_bpp:
+                options["max_bpp"] = job.max_bpp
             if v is None:
                 setting = "qstep default"
             else:

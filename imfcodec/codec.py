@@ -216,16 +216,18 @@ class _Encoder:
         c = self.opts.chunk_frames
         return [n for n in (c,) * (before // c) + (before % c,) + (c,) * (after // c) + (after % c,) if n]
 
-    def intra(self, pics: list[np.ndarray], frames: int, runs: list[int]) -> list[bytes]:
+    def intra(self, pics: list[np.ndarray], frames: int, runs: list[int],
+              coded: list[bytes] | None = None) -> list[bytes]:
         """The keyframes pics, which with token chunks of the sizes runs code the next frames frames, at the
-        keyframe CRF; under a rate cap at the lowest CRF above it (one for all) that keeps the file within the
-        cap once those frames are coded, or the codec's highest when none does."""
+        keyframe CRF (coded: pics at that CRF, when known); under a rate cap at the lowest CRF above it (one
+        for all) that keeps the file within the cap once those frames are coded, or the codec's highest when
+        none does."""
         o = self.opts
 
         def code(q: int) -> list[bytes]:
             return [keyframe.encode(x, o.keyframe_codec, q) for x in pics]
 
-        data = code(o.keyframe_quality)
+        data = coded or code(o.keyframe_quality)
         if not o.max_bpp:
             return data
         budget = self.keyframe_budget(frames, runs, len(pics))
@@ -370,7 +372,8 @@ class _Encoder:
         they took."""
         segs, refs = self._plan(frames)
         runs = [n for s, e, k in segs for n in self.runs(k - s, e - k - 1)]
-        keys = self.intra([frames[k] for _, _, k in segs], segs[-1][1], runs)  # the window shares the cap
+        coded = [refs[k][0] for _, _, k in segs] if all(k in refs for _, _, k in segs) else None
+        keys = self.intra([frames[k] for _, _, k in segs], segs[-1][1], runs, coded)  # the window shares the cap
         for (s, e, k), data in zip(segs, keys):
             if k in refs and refs[k][0] == data:
                 self.ref = refs[k][1]

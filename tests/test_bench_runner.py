@@ -141,36 +141,32 @@ def test_keyframe_floor_follows_the_default_interval(tmp_path, monkeypatch):
     assert float(latest["psnr_rgb"]) > float(first["psnr_rgb"])  # the square moves; frame 2 is closer
 
 
-def test_each_refine_setting_is_its_own_curve(tmp_path, monkeypatch):
+def imfcodec_curves(tmp_path, monkeypatch, option, *args):
+    """rd-curve with the stand-in codec over a tiny clip: the imfcodec methods it reports, and the value of
+    EncodeOptions.option at each encode."""
     codec = fake_codec()
     seen = []
     encode = codec.encode_file
-    codec.encode_file = lambda src, dst, opts, progress=None: (seen.append(opts.refine_steps),
+    codec.encode_file = lambda src, dst, opts, progress=None: (seen.append(getattr(opts, option)),
                                                                encode(src, dst, opts))
     use_codec(monkeypatch, tmp_path, codec)
     src = str(make_clip(tmp_path / "tiny.y4m", frames=2, w=64, h=64))
-    res = CliRunner().invoke(rd_curve, [src, "-o", str(tmp_path / "out"), "--anchors", "none", "--rates", "4,8",
-                                        "--refine", "0,5", "--size", "64"])
+    res = CliRunner().invoke(rd_curve, [src, "-o", str(tmp_path / "out"), "--anchors", "none", "--size", "64",
+                                        *args])
     assert res.exit_code == 0, res.output
     with open(tmp_path / "out" / "points.csv") as f:
-        methods = [r["method"] for r in csv.DictReader(f)]
+        return [r["method"] for r in csv.DictReader(f) if r["method"].startswith("imfcodec")], seen
+
+
+def test_each_refine_setting_is_its_own_curve(tmp_path, monkeypatch):
+    methods, seen = imfcodec_curves(tmp_path, monkeypatch, "refine_steps", "--rates", "4,8", "--refine", "0,5")
     assert methods.count("imfcodec dm32 zfp refine 0") == 2 and methods.count("imfcodec dm32 zfp refine 5") == 2
     assert seen == [0, 0, 5, 5]
 
 
 def test_rate_cap_reaches_the_encoder_and_names_the_curve(tmp_path, monkeypatch):
-    codec = fake_codec()
-    seen = []
-    encode = codec.encode_file
-    codec.encode_file = lambda src, dst, opts, progress=None: (seen.append(opts.max_bpp), encode(src, dst, opts))
-    use_codec(monkeypatch, tmp_path, codec)
-    src = str(make_clip(tmp_path / "tiny.y4m", frames=2, w=64, h=64))
-    res = CliRunner().invoke(rd_curve, [src, "-o", str(tmp_path / "out"), "--anchors", "none", "--rates", "4",
-                                        "--max-bpp", "0.01", "--size", "64"])
-    assert res.exit_code == 0, res.output
-    with open(tmp_path / "out" / "points.csv") as f:
-        assert "imfcodec dm32 zfp max 0.01 bpp" in [r["method"] for r in csv.DictReader(f)]
-    assert seen == [0.01]
+    methods, seen = imfcodec_curves(tmp_path, monkeypatch, "max_bpp", "--rates", "4", "--max-bpp", "0.01")
+    assert methods == ["imfcodec dm32 zfp max 0.01 bpp"] and seen == [0.01]
 
 
 @pytest.mark.parametrize("args, message", [

@@ -450,7 +450,6 @@ class _Encoder:
         after the first such frame if it comes before its keyframe, just before it if after."""
         o = self.opts
         for s, e, k in segs:
-            self.ref = refs[k][1]
             p = scores[k][s:e] if k in scores else self._scores(frames, list(range(s, e)), {k: refs[k]})[k]
             cand = sorted((s + j for j in range(e - s) if s + j != k and p[j] < o.keyframe_psnr),
                           key=lambda j: abs(j - k))

@@ -207,9 +207,13 @@ class _Encoder:
     def use(self, data: bytes) -> None:
         """Make what the decoder will derive from keyframe data the reference."""
         if self.needs_ref:
-            h = self.header
-            img = keyframe.decode(data, h.keyframe_codec, h.width, h.height)
-            self.ref = self.model.reference(_to_tensor([img], self.device))
+            self.ref = self.reference_of(data)
+
+    def reference_of(self, data: bytes) -> Reference:
+        """What the decoder derives from keyframe data: its decoded picture's features and token."""
+        h = self.header
+        img = keyframe.decode(data, h.keyframe_codec, h.width, h.height)
+        return self.model.reference(_to_tensor([img], self.device))
 
     def runs(self, before: int, after: int) -> list[int]:
         """The sizes of the token chunks of a segment with before and after frames around its keyframe."""
@@ -387,8 +391,7 @@ class _Encoder:
         out = {}
         for k in keys:
             data = keyframe.encode(frames[k], self.opts.keyframe_codec, self.opts.keyframe_quality)
-            img = keyframe.decode(data, self.header.keyframe_codec, self.header.width, self.header.height)
-            out[k] = data, self.model.reference(_to_tensor([img], self.device))
+            out[k] = data, self.reference_of(data)
         return out
 
     def _scores(self, frames: list[np.ndarray], sampled: list[int], refs: dict) -> dict[int, torch.Tensor]:

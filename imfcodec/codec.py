@@ -631,6 +631,18 @@ def decode_tokens(path: str) -> np.ndarray:
     return np.concatenate(rows) if rows else np.zeros((0, seg.header.dm), np.float32)
 
 
+def repeat_keyframes(path: str) -> np.ndarray:
+    """Every frame of a file as its segment's decoded keyframe (T, H, W, 3): what the keyframes alone give,
+    the floor its tokens must beat. Needs no weights."""
+    frames, img = [], None
+    for kind, _, val in _Segments(path):
+        if kind == "ref":
+            img = val
+        else:
+            frames += [img] * (len(val) if kind == "tokens" else 1)
+    return np.stack(frames)
+
+
 @torch.inference_mode()
 def decode_file(src: str, dst: str | None, opts: DecodeOptions, progress: Progress | None = None,
                 keep_frames: bool = False) -> DecodeResult:
@@ -725,4 +737,4 @@ def read_info(path: str) -> dict:
 
 
 __all__ = ["EncodeOptions", "DecodeOptions", "EncodeResult", "DecodeResult", "encode_file", "decode_file",
-           "decode_tokens", "read_info"]
+           "decode_tokens", "repeat_keyframes", "read_info"]

@@ -15,7 +15,6 @@ import imfcodec
 import imfcodec.model.weights
 from cli.rd_curve import rd_curve
 from imfcodec.bench.clip import Yuv420, read_clip, write_y4m
-from imfcodec.codec import keyframe_offset
 
 from .conftest import make_clip
 
@@ -62,11 +61,15 @@ def fake_codec(options=EncodeOptions) -> types.ModuleType:
 
     def read_info(path):
         total = os.path.getsize(path)
-        return {"bytes_total": total, "bpp_tokens": (total - 200) * 8 / (4 * 64 * 64)}
+        return {"bytes_total": total, "bytes_keyframe": 200, "bpp_tokens": (total - 200) * 8 / (4 * 64 * 64)}
+
+    def repeat_keyframes(path):  # one segment, keyed at the rate's frame (so encodes differ): rgb frames
+        rgb = read_clip(made[path][0], 0).rgb
+        return np.broadcast_to(rgb[int(made[path][1]) % len(rgb)], rgb.shape)
 
     return types.SimpleNamespace(encode_file=encode_file, decode_file=decode_file, read_info=read_info,
-                                 EncodeOptions=options, DecodeOptions=DecodeOptions,
-                                 keyframe_offset=keyframe_offset)
+                                 repeat_keyframes=repeat_keyframes, EncodeOptions=options,
+                                 DecodeOptions=DecodeOptions)
 
 
 def test_rd_curve_end_to_end(tmp_path, monkeypatch):
@@ -122,23 +125,19 @@ def use_codec(monkeypatch, tmp_path, codec):
     monkeypatch.setattr(imfcodec.model.weights, "shipped_path", lambda dm, size=256: str(weights))
 
 
-def test_keyframe_floor_follows_the_default_interval(tmp_path, monkeypatch):
-    """With segments of 2 frames by default, the report adds the floor of repeating each one's keyframe."""
-    @dataclass
-    class EveryTwo(EncodeOptions):
-        keyframe_interval: int = 2
-    codec = fake_codec(EveryTwo)
-    use_codec(monkeypatch, tmp_path, codec)
+def test_keyframe_floor_repeats_the_first_encodes_keyframes(tmp_path, monkeypatch):
+    """The segment-keyframe floor is the clip's first imfcodec encode with its keyframes alone, at their bits."""
+    use_codec(monkeypatch, tmp_path, fake_codec())
     src = str(make_clip(tmp_path / "tiny.y4m", frames=4, w=64, h=64))
-    res = CliRunner().invoke(rd_curve, [src, "-o", str(tmp_path / "out"), "--anchors", "none", "--rates", "8",
+    res = CliRunner().invoke(rd_curve, [src, "-o", str(tmp_path / "out"), "--anchors", "none", "--rates", "2,8",
                                         "--size", "64"])
     assert res.exit_code == 0, res.output
     with open(tmp_path / "out" / "points.csv") as f:
         rows = {r["method"]: r for r in csv.DictReader(f)}
-    first, latest = rows["repeat first frame"], rows["repeat segment keyframe"]
-    assert latest["setting"] == "hevc crf 32, middle of every 2 frames"
-    assert float(latest["bpp_total"]) > float(first["bpp_total"])
-    assert float(latest["psnr_rgb"]) > float(first["psnr_rgb"])  # the square moves; frame 2 is closer
+    first, floor = rows["repeat first frame"], rows["repeat segment keyframe"]
+    assert floor["setting"] == "the keyframes of imfcodec dm32 zfp rate 2"
+    assert float(floor["bpp_total"]) == pytest.approx(200 * 8 / (4 * 64 * 64))
+    assert float(floor["psnr_rgb"]) > float(first["psnr_rgb"])  # the square moves; frame 2 is closer
 
 
 def imfcodec_curves(tmp_path, monkeypatch, option, *args):

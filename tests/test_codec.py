@@ -9,7 +9,8 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from imfcodec.codec import DecodeOptions, EncodeOptions, decode_file, decode_tokens, encode_file, read_info
+from imfcodec.codec import (DecodeOptions, EncodeOptions, decode_file, decode_tokens, encode_file, read_info,
+                            repeat_keyframes)
 from imfcodec.errors import BitstreamError, UserError
 from imfcodec.video_io import probe, read_frames
 
@@ -81,6 +82,11 @@ def test_keyframe_interval_restarts_segments(tmp_path, clip, tiny):
     assert info["keyframes"] == 3 and info["frames"] == 12
     assert len(decode_file(str(out), None, dec_opts(tiny), keep_frames=True).frames_rgb) == 12
     assert keyframe_indices(out) == [2, 7, 10]  # segments 0-4, 5-9, 10-11, each keyed in its middle
+    frames = decode_file(str(out), None, dec_opts(tiny), keep_frames=True).frames_rgb
+    floor = repeat_keyframes(str(out))  # each segment's decoded keyframe over the segment
+    assert floor.shape == (12, *frames[0].shape)
+    for k, seg in ((2, range(0, 5)), (7, range(5, 10)), (10, range(10, 12))):
+        assert all(np.array_equal(floor[i], frames[k]) for i in seg)
     encode_file(str(clip), str(out), enc_opts(tiny, keyframe_interval=5, keyframe_position="start"))
     assert keyframe_indices(out) == [0, 5, 10]
 

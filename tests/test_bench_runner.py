@@ -34,8 +34,6 @@ class EncodeOptions:
     max_frames: int | None = None
     keyframe_codec: str = "hevc"
     keyframe_quality: int = 32
-    keyframe_interval: int = 0
-    keyframe_position: str = "middle"
     max_bpp: float = 0.0
 
 
@@ -44,7 +42,7 @@ class DecodeOptions:
     pass
 
 
-def fake_codec(options=EncodeOptions) -> types.ModuleType:
+def fake_codec() -> types.ModuleType:
     """imfcodec.codec's API as rd-curve uses it: the 'decode' is the source plus noise that falls with rate."""
     made = {}
 
@@ -68,7 +66,7 @@ def fake_codec(options=EncodeOptions) -> types.ModuleType:
         return np.broadcast_to(rgb[int(made[path][1]) % len(rgb)], rgb.shape)
 
     return types.SimpleNamespace(encode_file=encode_file, decode_file=decode_file, read_info=read_info,
-                                 repeat_keyframes=repeat_keyframes, EncodeOptions=options,
+                                 repeat_keyframes=repeat_keyframes, EncodeOptions=EncodeOptions,
                                  DecodeOptions=DecodeOptions)
 
 

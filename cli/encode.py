@@ -8,6 +8,7 @@ from imfcodec.bitstream import KEYFRAME_CODECS
 from imfcodec.codec import (DEFAULT_KEYFRAME_CANDIDATES, DEFAULT_KEYFRAME_INTERVAL, DEFAULT_KEYFRAME_PSNR,
                             DEFAULT_PLAN_SEGMENTS, DEFAULT_ZFP_RATE, KEYFRAME_POSITIONS, EncodeOptions,
                             encode_file)
+from imfcodec.adapt import DEFAULT_ADAPT_STEPS
 from imfcodec.refine import DEFAULT_REFINE_STEPS
 
 from .common import console, network_options, print_json, progress_bar, run_guarded
@@ -62,12 +63,17 @@ from .common import console, network_options, print_json, progress_bar, run_guar
               help="Rate cap over the whole file, in bits per pixel at the model size (0.01 at 256x256 and "
                    "25 fps is 16.4 kbit/s): the keyframes of a planned window that would exceed it are coded "
                    "at a higher CRF than --keyframe-quality. 0 = off.")
+@click.option("--adapt", "adapt_steps", type=click.IntRange(0, 100000), default=DEFAULT_ADAPT_STEPS,
+              show_default=True,
+              help="Decoder adaptation: Adam steps (batches of frames) fitting offsets to the decoder's flow "
+                   "biases for each planned window, sent in the file (a few hundred bytes a window; makes a "
+                   "3.0 file). Needs --keyframe-position middle. 0 = off.")
 @click.option("--frames", "max_frames", type=click.IntRange(min=1), default=None,
               help="Encode at most this many frames.")
 @network_options
 def encode(src, dst, dm, token_codec, zfp_rate, qstep, resize, keyframe_codec, keyframe_quality,
            keyframe_interval, keyframe_position, keyframe_candidates, plan_segments,
-           keyframe_psnr, refine_steps, max_bpp,
+           keyframe_psnr, refine_steps, max_bpp, adapt_steps,
            max_frames, batch, weights, device, allow_untrained, as_json, quiet):
     """Encode the video SRC into an .imf file."""
     opts = EncodeOptions(dm=dm, weights=weights, token_codec=token_codec, zfp_rate=zfp_rate, qstep=qstep,
@@ -75,12 +81,14 @@ def encode(src, dst, dm, token_codec, zfp_rate, qstep, resize, keyframe_codec, k
                          keyframe_interval=keyframe_interval, keyframe_position=keyframe_position,
                          keyframe_candidates=keyframe_candidates, plan_segments=plan_segments,
                          keyframe_psnr=keyframe_psnr,
-                         refine_steps=refine_steps, max_bpp=max_bpp, max_frames=max_frames, batch=batch, device=device,
+                         refine_steps=refine_steps, max_bpp=max_bpp, adapt_steps=adapt_steps,
+                         max_frames=max_frames, batch=batch, device=device,
                          allow_untrained=allow_untrained)
     with progress_bar("encode", quiet or as_json) as cb:
         r = run_guarded(encode_file, src, dst, opts, cb)
     summary = {"frames": r.frames, "bytes_total": r.bytes_total, "bytes_keyframe": r.bytes_keyframe,
-               "bytes_tokens": r.bytes_tokens, "bpp_total": r.bpp_total, "bpp_tokens": r.bpp_tokens,
+               "bytes_tokens": r.bytes_tokens, "bytes_adapt": r.bytes_adapt, "bpp_total": r.bpp_total,
+               "bpp_tokens": r.bpp_tokens,
                "seconds": r.seconds, "output": dst}
     if as_json:
         print_json(summary)

@@ -4,7 +4,8 @@
     chunk  = type (4 ASCII bytes) | length u32 | payload | crc32 u32   (CRC-32 over type, length, payload)
 
 All integers little-endian. The first chunk is HEAD; KEYF chunks start reference segments; TOKN chunks
-carry coded tokens; END closes the file (a file without it is truncated).
+carry coded tokens; ADPT chunks (3.x) carry decoder offsets for the frames after them; END closes
+the file (a file without it is truncated).
 """
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ from typing import BinaryIO, Iterator
 from .errors import BitstreamError
 
 MAGIC = b"IMFC"
-VERSION = (2, 0)
-READS = (1, 2)  # major versions this decoder reads: a 1.x file is a 2.x file whose keyframes start segments
-HEAD, KEYF, TOKN, END = b"HEAD", b"KEYF", b"TOKN", b"END "
-CHUNK_TYPES = (HEAD, KEYF, TOKN, END)
+VERSION = (2, 0)        # what files without decoder adaptation are written as, so 2.x decoders read them
+ADAPT_VERSION = (3, 0)  # files with ADPT chunks
+READS = (1, 2, 3)  # major versions this decoder reads: each adds to the one before (bitstream_spec.md)
+HEAD, KEYF, TOKN, ADPT, END = b"HEAD", b"KEYF", b"TOKN", b"ADPT", b"END "
+CHUNK_TYPES = (HEAD, KEYF, TOKN, ADPT, END)
 MAX_CHUNK = 1 << 28       # 256 MiB: no legitimate chunk is larger
 MAX_DIM = 16384
 MAX_FRAMES = 1 << 30
@@ -101,9 +103,9 @@ def unpack_tokens(payload: bytes) -> tuple[int, int, bytes]:
 class Writer:
     """Writes chunks to a seekable file; the header can be rewritten in place at the end (frame count)."""
 
-    def __init__(self, f: BinaryIO):
+    def __init__(self, f: BinaryIO, version: tuple[int, int] = VERSION):
         self.f = f
-        f.write(MAGIC + bytes(VERSION))
+        f.write(MAGIC + bytes(version))
         self.head_pos = None
 
     def chunk(self, ctype: bytes, payload: bytes) -> None:
@@ -168,7 +170,7 @@ def read_chunks(f: BinaryIO, size: int) -> Iterator[Chunk]:
             raise BitstreamError(f"truncated .imf file: {name} is cut short")
         if zlib.crc32(head + payload) != struct.unpack("<I", crc)[0]:
             raise BitstreamError(f"CRC mismatch in {name}: the file is corrupt")
-        if ctype not in CHUNK_TYPES:
+        if ctype not in CHUNK_TYPES or (ctype == ADPT and ver[0] < ADAPT_VERSION[0]):
             raise BitstreamError(f"unknown chunk type in {name}")
         chunk = Chunk(ctype, payload, offset, index)
         if index == 0 and ctype != HEAD:

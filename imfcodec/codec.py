@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from . import bitstream as bs
-from . import keyframe, keyplan
+from . import adapt, keyframe, keyplan
 from .errors import BitstreamError, UserError
 from .model import IMF
 from .model.imf import Reference
@@ -81,6 +81,13 @@ class EncodeOptions:
     keep_tokens: bool = False           # return the dequantized tokens (tests, analysis)
     refine_steps: int = DEFAULT_REFINE_STEPS  # encoder-side token refinement (imfcodec.refine); 0: off
     max_bpp: float = 0.0                # rate cap over the whole file, bits per pixel at the model size; 0: off
+    adapt_steps: int = adapt.DEFAULT_ADAPT_STEPS  # per-window decoder adaptation (imfcodec.adapt); 0: off
+    adapt_step: float = adapt.DEFAULT_STEP        # quantization step of its offsets
+
+    @property
+    def adapts(self) -> bool:
+        """Windows get decoder offsets (only with keyframes mid-segment: low delay cannot look ahead)."""
+        return self.adapt_steps > 0 and self.keyframe_position == "middle"
 
 
 @dataclass
@@ -102,6 +109,7 @@ class EncodeResult:
     bytes_tokens: int
     seconds: float
     tokens: np.ndarray | None = None
+    bytes_adapt: int = 0    # ADPT payloads (decoder offsets)
 
     @property
     def bpp_total(self) -> float:
@@ -187,9 +195,9 @@ class _Encoder:
         self.model, self.header, self.coder, self.w = model, header, coder, writer
         self.opts, self.device, self.progress, self.expected = opts, device, progress, expected
         searches = opts.keyframe_position == "middle" and opts.keyframe_candidates > 1
-        self.needs_ref = opts.refine_steps > 0 or opts.keyframe_psnr > 0 or searches
+        self.needs_ref = opts.refine_steps > 0 or opts.keyframe_psnr > 0 or searches or opts.adapts
         self.ref: Reference | None = None
-        self.done = self.bytes_key = self.bytes_tok = self.frames_tok = 0
+        self.done = self.bytes_key = self.bytes_tok = self.frames_tok = self.bytes_adapt = 0
         self.kept: list[np.ndarray] = []
 
     def advance(self, k: int) -> None:
@@ -265,11 +273,12 @@ class _Encoder:
         per = self.bytes_tok / self.frames_tok if self.frames_tok else self.header.dm
         return int(per * n + 0.5)
 
-    def put_keyframe(self, n: int, data: bytes) -> None:
+    def put_keyframe(self, n: int, data: bytes, advance: bool = True) -> None:
         self.w.chunk(bs.KEYF, bs.pack_keyframe(n, data))
         self.bytes_key += len(data)
         self.coder.reset()
-        self.advance(1)
+        if advance:
+            self.advance(1)
 
     def put_tokens(self, start: int, toks: list[torch.Tensor]) -> None:
         t = torch.cat(toks) if toks else None
@@ -378,13 +387,62 @@ class _Encoder:
         runs = [n for s, e, k in segs for n in self.runs(k - s, e - k - 1)]
         coded = [refs[k][0] for _, _, k in segs] if all(k in refs for _, _, k in segs) else None
         keys = self.intra([frames[k] for _, _, k in segs], segs[-1][1], runs, coded)  # the window shares the cap
+        coded_segs = []
         for (s, e, k), data in zip(segs, keys):
             if k in refs and refs[k][0] == data:
                 self.ref = refs[k][1]
             else:
                 self.use(data)
-            self._segment(frames, first, s, e, k, data)
+            coded_segs.append((s, e, k, data, self.ref, self._tokens(frames, s, e, k)))
+        if self.opts.adapts:
+            self._adapt(frames, coded_segs)
+        for s, e, k, data, _, toks in coded_segs:
+            self.put_keyframe(first + k, data, advance=False)
+            for c, t in toks:
+                self.put_tokens(first + c, t)
         return segs[-1][1]
+
+    def _tokens(self, frames: list[np.ndarray], s: int, e: int, k: int) -> list[tuple[int, list[torch.Tensor]]]:
+        """The token chunks (first frame in frames, token batches) of frames[s:e] keyed at frames[k]."""
+        o, out = self.opts, []
+        self.advance(1)
+        for lo, hi in ((s, k), (k + 1, e)):
+            for c in range(lo, hi, o.chunk_frames):
+                toks = []
+                for b in range(c, min(hi, c + o.chunk_frames), o.batch):
+                    x = _to_tensor(frames[b:min(hi, c + o.chunk_frames, b + o.batch)], self.device)
+                    toks.append(self.tokens(x).float().cpu())
+                    self.advance(len(x))
+                out.append((c, toks))
+        return out
+
+    def _adapt(self, frames: list[np.ndarray], segs: list) -> None:
+        """Fit the window's decoder offsets to its frames and tokens and write them (an ADPT chunk) unless a
+        rate cap leaves no room for them; the model is back at the shipped weights afterwards."""
+        o, refs, which, toks, idx = self.opts, [], [], [], []
+        for i, (s, e, k, _, ref, chunks) in enumerate(segs):
+            refs.append(ref)
+            for c, t in chunks:
+                t = torch.cat(t) if t else torch.zeros(0, self.header.dm)
+                toks.append(t)
+                idx += range(c, c + len(t))
+                which += [i] * len(t)
+        if not idx:
+            return
+        x = _to_tensor([frames[j] for j in idx], self.device)
+        with adapt.adaptable(self.model) as a:
+            offsets = a.fit(self.model, refs, which, torch.cat(toks).to(self.device), x, o.adapt_steps,
+                            batch=o.batch)
+        payload = adapt.pack(adapt.quantize(offsets, o.adapt_step), o.adapt_step)
+        if o.max_bpp:
+            h = self.header
+            later = sum(len(d) + bs.CHUNK_OVERHEAD for *_, d, _, _ in segs) + \
+                sum(self.token_bytes(sum(map(len, t))) + bs.CHUNK_OVERHEAD for *_, ch in segs for _, t in ch)
+            allowed = o.max_bpp * h.width * h.height * self.done / 8 - bs.CHUNK_OVERHEAD
+            if self.w.f.tell() + later + len(payload) + bs.CHUNK_OVERHEAD > allowed:
+                return
+        self.w.chunk(bs.ADPT, payload)
+        self.bytes_adapt += len(payload)
 
     def _references(self, frames: list[np.ndarray], keys: list[int]) -> dict[int, tuple[bytes, Reference]]:
         """Each of frames[k], k in keys, coded at the keyframe CRF, and the reference the decoder derives."""
@@ -469,20 +527,6 @@ class _Encoder:
                 return low[0] + 1 if low[0] < k else low[0]
         return None
 
-    def _segment(self, frames: list[np.ndarray], first: int, s: int, e: int, k: int, data: bytes) -> None:
-        """Code frames[s:e] keyed at frames[k] (data, whose reference is self.ref); first is frames[0]'s index."""
-        o = self.opts
-        self.put_keyframe(first + k, data)
-        for lo, hi in ((s, k), (k + 1, e)):
-            for c in range(lo, hi, o.chunk_frames):
-                toks = []
-                for b in range(c, min(hi, c + o.chunk_frames), o.batch):
-                    x = _to_tensor(frames[b:min(hi, c + o.chunk_frames, b + o.batch)], self.device)
-                    toks.append(self.tokens(x).float().cpu())
-                    self.advance(len(x))
-                self.put_tokens(first + c, toks)
-
-
 @torch.no_grad()  # not inference_mode: token refinement needs autograd through the decoder
 def encode_file(src: str, dst: str, opts: EncodeOptions, progress: Progress | None = None) -> EncodeResult:
     t0 = time.time()
@@ -532,7 +576,7 @@ def encode_file(src: str, dst: str, opts: EncodeOptions, progress: Progress | No
     expected = min(info.frames, opts.max_frames or info.frames)
 
     with atomic_output(dst) as tmp, open(tmp, "wb") as f:
-        w = bs.Writer(f)
+        w = bs.Writer(f, bs.ADAPT_VERSION if opts.adapts else bs.VERSION)
         w.chunk(bs.HEAD, header.pack())
         enc = _Encoder(model, header, coder, w, opts, device,
                        (lambda k: progress(k, max(expected, k))) if progress else None, expected)
@@ -546,7 +590,7 @@ def encode_file(src: str, dst: str, opts: EncodeOptions, progress: Progress | No
     kept = enc.kept
     return EncodeResult(n, size, size, total, enc.bytes_key, enc.bytes_tok, time.time() - t0,
                         np.concatenate(kept) if kept else (np.zeros((0, dm), np.float32) if opts.keep_tokens
-                                                           else None))
+                                                           else None), enc.bytes_adapt)
 
 
 def _parse_file(path: str) -> tuple[int, Iterator[bs.Chunk]]:
@@ -577,7 +621,8 @@ class _Segments:
             raise BitstreamError(f"header: {e}") from None
 
     def __iter__(self) -> Iterator[tuple[str, int, object]]:
-        """Yields ('ref', index, rgb) when a keyframe arrives (it is the reference from then on), and
+        """Yields ('ref', index, rgb) when a keyframe arrives (it is the reference from then on), ('adapt',
+        index, (scheme, offsets, step)) when decoder offsets do (for the frames from index on), and
         ('key', index, rgb) and ('tokens', first, array) in frame order. A segment's keyframe may come after
         frames it serves: its chunk comes first, and the frames before it follow as tokens."""
         h, nxt, have_key = self.header, 0, False
@@ -588,6 +633,12 @@ class _Segments:
                 raise BitstreamError(f"corrupt {name}: a second header")
             if c.ctype == bs.END:
                 break
+            if c.ctype == bs.ADPT:
+                if key is not None:
+                    raise BitstreamError(f"corrupt {name}: decoder offsets before frame {key[0]}, the "
+                                         f"keyframe, was reached")
+                yield "adapt", nxt, adapt.unpack(c.payload)
+                continue
             if c.ctype == bs.KEYF:
                 idx, data = bs.unpack_keyframe(c.payload)
                 if key is not None:
@@ -626,7 +677,7 @@ def decode_tokens(path: str) -> np.ndarray:
     seg = _Segments(path)
     rows = []
     for kind, _, val in seg:
-        if kind != "ref":
+        if kind in ("key", "tokens"):
             rows.append(np.full((1, seg.header.dm), np.nan, np.float32) if kind == "key" else val)
     return np.concatenate(rows) if rows else np.zeros((0, seg.header.dm), np.float32)
 
@@ -638,7 +689,7 @@ def repeat_keyframes(path: str) -> np.ndarray:
     for kind, _, val in _Segments(path):
         if kind == "ref":
             img = val
-        else:
+        elif kind != "adapt":
             frames += [img] * (len(val) if kind == "tokens" else 1)
     return np.stack(frames)
 
@@ -680,11 +731,18 @@ def decode_file(src: str, dst: str | None, opts: DecodeOptions, progress: Progre
         if progress:
             progress(result.frames, h.frames)
 
-    def run(writer) -> None:
+    def run(writer, adapter: adapt.Adapter) -> None:
         ref = None
         for kind, idx, val in seg:
             if kind == "ref":
                 ref = model.reference(_to_tensor([val], device))
+                continue
+            if kind == "adapt":
+                scheme, q, step = val
+                if len(q) != adapt.count(model, scheme):
+                    raise BitstreamError(f"decoder offsets for frame {idx} on: {len(q)} values, the weights "
+                                         f"have {adapt.count(model, scheme)}")
+                adapter.set(adapt.dequantize(q, step))
                 continue
             if kind == "key":
                 emit([val], writer)
@@ -694,12 +752,13 @@ def decode_file(src: str, dst: str | None, opts: DecodeOptions, progress: Progre
                 frames = model.synthesize(toks[i:i + opts.batch].to(device), ref)
                 emit(_to_images(frames), writer)
 
-    if dst is None:
-        run(None)
-    else:
-        with atomic_output(dst) as tmp:
-            with VideoWriter(tmp, out_w, out_h, h.fps, fmt_hint=os.path.splitext(dst)[1]) as writer:
-                run(writer)
+    with adapt.adaptable(model) as adapter:
+        if dst is None:
+            run(None, adapter)
+        else:
+            with atomic_output(dst) as tmp:
+                with VideoWriter(tmp, out_w, out_h, h.fps, fmt_hint=os.path.splitext(dst)[1]) as writer:
+                    run(writer, adapter)
     result.seconds = time.time() - t0
     return result
 
@@ -709,9 +768,13 @@ def read_info(path: str) -> dict:
     size, chunks = _parse_file(path)
     head = next(chunks)
     h = bs.Header.unpack(head.payload)
-    kb = tb = nkey = 0
+    with open(path, "rb") as f:
+        version = f.read(6)[4:]
+    kb = tb = ab = nkey = 0
     for c in chunks:
-        if c.ctype == bs.KEYF:
+        if c.ctype == bs.ADPT:
+            ab += len(c.payload)
+        elif c.ctype == bs.KEYF:
             kb += len(c.payload) - 4
             nkey += 1
         elif c.ctype == bs.TOKN:
@@ -724,13 +787,14 @@ def read_info(path: str) -> dict:
         "frames": h.frames, "width": h.width, "height": h.height,
         "fps": float(h.fps), "fps_rational": f"{h.fps.numerator}/{h.fps.denominator}",
         "dm": h.dm, "token_codec": names.get(h.token_codec, f"unknown({h.token_codec})"),
-        "bytes_total": size, "bytes_keyframe": kb, "bytes_tokens": tb, "bytes_container": size - kb - tb,
+        "bytes_total": size, "bytes_keyframe": kb, "bytes_tokens": tb, "bytes_adapt": ab,
+        "bytes_container": size - kb - tb - ab,
         "bpp_total": size * 8 / pix, "bpp_tokens": tb * 8 / pix,
         "keyframes": nkey, "keyframe_codec": knames.get(h.keyframe_codec, f"unknown({h.keyframe_codec})"),
         "keyframe_quality": h.keyframe_quality, "keyframe_interval": h.keyframe_interval,
         "source_width": h.src_width, "source_height": h.src_height,
         "resize": rnames.get(h.resize, f"unknown({h.resize})"),
-        "model_id": h.model_id.hex(), "version": ".".join(map(str, bs.VERSION)),
+        "model_id": h.model_id.hex(), "version": ".".join(map(str, version)),
         "duration_s": float(h.frames / h.fps) if h.fps else 0.0,
         "kbps": size * 8 / 1000 / float(h.frames / h.fps) if h.frames else 0.0,
     }

@@ -43,7 +43,7 @@ def read_fields(rows, data: bytes, lengths: dict | None = None) -> dict:
 def spec_chunks(data: bytes):
     layout = spec_table("File layout")
     assert layout[:3] == [("magic", "bytes[4]"), ("major version", "u8"), ("minor version", "u8")]
-    assert data[:4] == b"IMFC" and data[4] == 2
+    assert data[:4] == b"IMFC" and data[4] in (2, 3)
     text = SPEC.read_text().split("Every chunk:", 1)[1]
     assert "| type | bytes[4] |" in text and "| length | u32 |" in text and "| crc | u32 |" in text
     at = 6
@@ -86,3 +86,37 @@ def test_spec_reader_parses_encoded_file(tmp_path, clip, tiny):
     spec_tokens = np.concatenate(toks)
     assert np.array_equal(spec_tokens, r.tokens)
     assert np.array_equal(np.delete(decode_tokens(str(out)), 5, axis=0), spec_tokens)
+
+
+def spec_rice(data: bytes, count: int, k: int) -> list[int]:
+    """The ADPT offsets as the spec's prose describes them, decoded bit by bit."""
+    bits = [(b >> (7 - i)) & 1 for b in data for i in range(8)]
+    out, at = [], 0
+    for _ in range(count):
+        quot = 0
+        while bits[at]:
+            quot, at = quot + 1, at + 1
+        at += 1
+        z = quot
+        for b in bits[at:at + k]:
+            z = z << 1 | b
+        at += k
+        out.append(z // 2 if z % 2 == 0 else -(z + 1) // 2)
+    assert len(bits) - at < 8 and not any(bits[at:])
+    return out
+
+
+def test_spec_reader_parses_adapt_chunk(tmp_path, clip, tiny):
+    from imfcodec import adapt
+    out = tmp_path / "a.imf"
+    encode_file(str(clip), str(out), EncodeOptions(weights=str(tiny), allow_untrained=True, keyframe_psnr=0,
+                                                   keyframe_candidates=1, refine_steps=0, adapt_steps=3,
+                                                   adapt_step=0.001))
+    data = out.read_bytes()
+    assert data[4:6] == bytes([3, 0])
+    chunks = list(spec_chunks(data))
+    assert [c[0] for c in chunks][:3] == [b"HEAD", b"ADPT", b"KEYF"]
+    a = read_fields(spec_table("ADPT payload"), chunks[1][1])
+    assert a["scheme"] == 1 and a["step"] == np.float32(0.001) and a["count"] == 3 * 32  # TINY: flow_hidden 32
+    q = spec_rice(a["offsets"], a["count"], a["rice_k"])
+    assert q == adapt.unpack(chunks[1][1])[1].tolist() and any(q)

@@ -1,0 +1,191 @@
+"""Per-window decoder adaptation: a few hundred offsets to the decoder's flow biases, fitted by the encoder.
+
+The shipped network is the same for every video, but the encoder holds each window's frames, tokens and
+references, so it can fit small offsets to a few decoder parameters for that window and send them (an
+`ADPT` chunk, bitstream_spec.md). The flow MLP's biases are the cheapest parameters that help most: they
+let the coarse flow follow the window's own motion (MODEL_CARD.md has the measurements). The offsets are
+quantized with a uniform step and Rice-coded, so decoding them is integer arithmetic and one float32
+multiply: exact on every machine.
+"""
+from __future__ import annotations
+
+import math
+import struct
+from contextlib import contextmanager
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from .errors import BitstreamError
+from .model import IMF
+from .model.imf import Reference
+from .refine import mse_msssim
+
+#: Scheme 1: the flow MLP's biases, in this order (the only scheme so far).
+FLOW_BIASES = 1
+SCHEMES = {FLOW_BIASES: ("flow.mlp.0.bias", "flow.mlp.2.bias", "flow.mlp.4.bias")}
+#: Adam steps `imfcodec encode` takes per window by default; 0 = no adaptation (see the model card).
+DEFAULT_ADAPT_STEPS = 0
+DEFAULT_STEP = 0.01       # quantization step of the offsets, in bias units
+MAX_RICE_K = 15
+MAX_QUOTIENT = 64         # a longer unary run is corruption, not data
+MAX_COUNT = 1 << 16       # offsets a chunk may hold: no scheme comes near
+_HEAD = "<BIfB"
+
+
+def parameters(model: IMF, scheme: int = FLOW_BIASES) -> list[torch.nn.Parameter]:
+    """The parameters a scheme adapts, in coding order (ValueError when the model lacks them)."""
+    named = dict(model.named_parameters())
+    missing = [n for n in SCHEMES[scheme] if n not in named]
+    if missing:
+        raise ValueError(f"the model has no {', '.join(missing)} to adapt")
+    return [named[n] for n in SCHEMES[scheme]]
+
+
+def count(model: IMF, scheme: int = FLOW_BIASES) -> int:
+    return sum(p.numel() for p in parameters(model, scheme))
+
+
+@contextmanager
+def adaptable(model: IMF, scheme: int = FLOW_BIASES) -> Iterator["Adapter"]:
+    """Within the block, offsets may be applied to model; on leaving it, the weights are as they were."""
+    ps = parameters(model, scheme)
+    base = [p.detach().clone() for p in ps]
+    try:
+        yield Adapter(ps, base)
+    finally:
+        with torch.no_grad():
+            for p, b in zip(ps, base):
+                p.copy_(b)
+
+
+class Adapter:
+    """Sets a scheme's parameters to the shipped values plus offsets (a flat float32 array)."""
+
+    def __init__(self, params: list[torch.nn.Parameter], base: list[torch.Tensor]):
+        self.params, self.base = params, base
+
+    def set(self, offsets: np.ndarray | None) -> None:
+        with torch.no_grad():
+            i = 0
+            for p, b in zip(self.params, self.base):
+                if offsets is None:
+                    p.copy_(b)
+                    continue
+                d = torch.from_numpy(np.ascontiguousarray(offsets[i:i + p.numel()])).view_as(p)
+                p.copy_(b + d.to(b))
+                i += p.numel()
+
+    def fit(self, model: IMF, refs: list[Reference], segment: list[int], tokens: torch.Tensor,
+            frames: torch.Tensor, steps: int, lr: float = 0.01, batch: int = 8, seed: int = 0) -> np.ndarray:
+        """Offsets (float32, flat) that lower the loss of frames (N, 3, H, W) rebuilt from tokens (N, dm),
+        frame i from refs[segment[i]]: Adam on random batches with a cosine-decayed step size, the other
+        weights fixed. The model's parameters are left at the fitted offsets."""
+        self.set(None)
+        if steps <= 0 or not len(tokens):
+            return np.zeros(sum(p.numel() for p in self.params), np.float32)
+        gen = torch.Generator().manual_seed(seed)
+        seg = torch.tensor(segment)
+        needs = [p.requires_grad for p in model.parameters()]
+        was_training = model.training
+        model.eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+        for p in self.params:
+            p.requires_grad_(True)
+        opt = torch.optim.Adam(self.params, lr=lr)
+        try:
+            with torch.enable_grad():
+                for s in range(steps):
+                    ids = torch.randperm(len(tokens), generator=gen)[:batch]
+                    for g in opt.param_groups:
+                        g["lr"] = lr * 0.5 * (1 + math.cos(math.pi * s / steps))
+                    loss = mse_msssim(model.synthesize(tokens[ids], gather(refs, seg[ids].tolist())),
+                                      frames[ids]).mean()
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+        finally:
+            for p, r in zip(model.parameters(), needs):
+                p.requires_grad_(r)
+            model.train(was_training)
+        return torch.cat([(p.detach() - b).flatten() for p, b in zip(self.params, self.base)]).cpu().numpy()
+
+
+def gather(refs: list[Reference], which: list[int]) -> Reference:
+    """One Reference of batch len(which) whose row i is refs[which[i]] (each of batch 1)."""
+    if len(set(which)) == 1:
+        return refs[which[0]]
+    cat = lambda get: torch.cat([get(refs[i]) for i in which])  # noqa: E731
+    return Reference(token=cat(lambda r: r.token), keys8=cat(lambda r: r.keys8), keys16=cat(lambda r: r.keys16),
+                     feats=[cat(lambda r, k=k: r.feats[k]) for k in range(len(refs[which[0]].feats))])
+
+
+def quantize(offsets: np.ndarray, step: float = DEFAULT_STEP) -> np.ndarray:
+    """Offsets as integer multiples of step (int64)."""
+    return np.rint(np.asarray(offsets, np.float64) / np.float32(step)).astype(np.int64)
+
+
+def dequantize(q: np.ndarray, step: float) -> np.ndarray:
+    """What the decoder adds to the shipped parameters: q times step, in float32 (exact everywhere)."""
+    return q.astype(np.float32) * np.float32(step)
+
+
+def _zigzag(q: np.ndarray) -> np.ndarray:
+    return np.where(q >= 0, 2 * q, -2 * q - 1)
+
+
+def _rice_k(z: np.ndarray) -> int:
+    """The Rice parameter that codes z in the fewest bits."""
+    best = min(range(MAX_RICE_K + 1), key=lambda k: int(np.sum((z >> k) + 1 + k)))
+    while int((z >> best).max(initial=0)) > MAX_QUOTIENT:
+        best += 1
+    return best
+
+
+def pack(q: np.ndarray, step: float, scheme: int = FLOW_BIASES) -> bytes:
+    """An ADPT payload: scheme, count, step, Rice parameter, then each zigzagged value's quotient in unary
+    (ones ended by a zero) and its k low bits, most significant bit first, zero-padded to a byte."""
+    z = _zigzag(np.asarray(q, np.int64))
+    k = _rice_k(z)
+    if k > MAX_RICE_K:
+        raise ValueError("offsets too large for the step")
+    bits: list[int] = []
+    for v in z.tolist():
+        bits += [1] * (v >> k) + [0] + [(v >> i) & 1 for i in range(k - 1, -1, -1)]
+    bits += [0] * (-len(bits) % 8)
+    body = np.packbits(np.array(bits, np.uint8)).tobytes() if bits else b""
+    return struct.pack(_HEAD, scheme, len(z), step, k) + body
+
+
+def unpack(payload: bytes) -> tuple[int, np.ndarray, float]:
+    """(scheme, integer offsets, step) of an ADPT payload; BitstreamError on anything malformed."""
+    size = struct.calcsize(_HEAD)
+    if len(payload) < size:
+        raise BitstreamError("adaptation chunk too short")
+    scheme, n, step, k = struct.unpack_from(_HEAD, payload)
+    if scheme not in SCHEMES:
+        raise BitstreamError(f"adaptation chunk: unknown scheme {scheme}")
+    if not (math.isfinite(step) and 0 < step <= 1) or k > MAX_RICE_K:
+        raise BitstreamError("adaptation chunk: impossible step or Rice parameter")
+    if n > MAX_COUNT or n * (1 + k) > 8 * (len(payload) - size) or \
+            len(payload) - size > -(-n * (1 + MAX_QUOTIENT + k) // 8):
+        raise BitstreamError("adaptation chunk: its length does not fit its count")
+    bits = np.unpackbits(np.frombuffer(payload, np.uint8, offset=size))
+    out = np.empty(n, np.int64)
+    zeros = np.flatnonzero(bits == 0)  # each value's unary run ends at the next zero
+    pos = 0
+    for i in range(n):
+        j = np.searchsorted(zeros, pos)
+        if j == len(zeros) or zeros[j] - pos > MAX_QUOTIENT or zeros[j] + 1 + k > len(bits):
+            raise BitstreamError("adaptation chunk: corrupt or truncated offsets")
+        quot, pos = int(zeros[j] - pos), int(zeros[j]) + 1
+        rem = 0
+        for b in bits[pos:pos + k].tolist():
+            rem = rem << 1 | b
+        pos += k
+        out[i] = quot << k | rem
+    if len(bits) - pos >= 8 or bits[pos:].any():
+        raise BitstreamError("adaptation chunk: data after the offsets")
+    return scheme, np.where(out & 1, -(out + 1) // 2, out // 2), step

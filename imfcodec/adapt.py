@@ -113,6 +113,18 @@ class Adapter:
         return torch.cat([(p.detach() - b).flatten() for p, b in zip(self.params, self.base)]).cpu().numpy()
 
 
+@torch.no_grad()
+def loss(model: IMF, refs: list[Reference], segment: list[int], tokens: torch.Tensor, frames: torch.Tensor,
+         batch: int = 8) -> float:
+    """The summed loss of frames rebuilt from tokens, frame i from refs[segment[i]]: what fit lowers."""
+    total = 0.0
+    for b in range(0, len(tokens), batch):
+        ids = list(range(b, min(len(tokens), b + batch)))
+        total += mse_msssim(model.synthesize(tokens[ids], gather(refs, [segment[i] for i in ids])),
+                            frames[ids]).sum().item()
+    return total
+
+
 def gather(refs: list[Reference], which: list[int]) -> Reference:
     """One Reference of batch len(which) whose row i is refs[which[i]] (each of batch 1)."""
     if len(set(which)) == 1:

@@ -417,8 +417,9 @@ class _Encoder:
         return out
 
     def _adapt(self, frames: list[np.ndarray], segs: list) -> None:
-        """Fit the window's decoder offsets to its frames and tokens and write them (an ADPT chunk) unless a
-        rate cap leaves no room for them; the model is back at the shipped weights afterwards."""
+        """Fit the window's decoder offsets to its frames and tokens and write them (an ADPT chunk) unless,
+        quantized, they do not lower the window's loss or a rate cap leaves no room for them; the model is back
+        at the shipped weights afterwards."""
         o, refs, which, toks, idx = self.opts, [], [], [], []
         for i, (s, e, k, _, ref, chunks) in enumerate(segs):
             refs.append(ref)
@@ -429,11 +430,15 @@ class _Encoder:
                 which += [i] * len(t)
         if not idx:
             return
-        x = _to_tensor([frames[j] for j in idx], self.device)
+        x, t = _to_tensor([frames[j] for j in idx], self.device), torch.cat(toks).to(self.device)
         with adapt.adaptable(self.model) as a:
-            offsets = a.fit(self.model, refs, which, torch.cat(toks).to(self.device), x, o.adapt_steps,
-                            batch=o.batch)
-        payload = adapt.pack(adapt.quantize(offsets, o.adapt_step), o.adapt_step)
+            q = adapt.quantize(a.fit(self.model, refs, which, t, x, o.adapt_steps, batch=o.batch), o.adapt_step)
+            a.set(adapt.dequantize(q, o.adapt_step))
+            after = adapt.loss(self.model, refs, which, t, x, o.batch)
+            a.set(None)
+            if after >= adapt.loss(self.model, refs, which, t, x, o.batch):
+                return
+        payload = adapt.pack(q, o.adapt_step)
         if o.max_bpp:
             h = self.header
             later = sum(len(d) + bs.CHUNK_OVERHEAD for *_, d, _, _ in segs) + \

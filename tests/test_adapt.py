@@ -208,3 +208,10 @@ def test_misplaced_or_mismatched_offsets_are_refused(tmp_path, adapted, tiny):
     assert [c.ctype for c in chunks(late)].count(bs.ADPT) >= 1
     with pytest.raises(BitstreamError, match="before frame"):
         decode_file(str(late), None, dec(tiny))
+
+
+def test_offsets_that_do_not_help_are_left_out(tmp_path, clip, tiny):
+    out = tmp_path / "z.imf"
+    r = encode_file(str(clip), str(out), opts(tiny, adapt_steps=2, adapt_step=1.0))  # offsets round to zero
+    assert r.bytes_adapt == 0 and bs.ADPT not in [c.ctype for c in chunks(out)]
+    assert len(decode_file(str(out), None, dec(tiny), keep_frames=True).frames_rgb) == 12

@@ -99,6 +99,7 @@ def test_fit_lowers_the_loss_and_adaptable_restores_the_weights():
 # ---- files --------------------------------------------------------------------------------------------
 
 def opts(tiny, **kw):
+    kw.setdefault("adapt_steps", 0)
     return EncodeOptions(weights=str(tiny), allow_untrained=True, keyframe_psnr=0, keyframe_candidates=1,
                          keyframe_interval=6, chunk_frames=4, refine_steps=0, keep_tokens=True, **kw)
 

@@ -19,8 +19,9 @@ from tests.conftest import SHARED, make_clip
 
 def enc_opts(tiny, **kw):
     """The untrained tiny network rebuilds frames as noise: keyframes only where a test asks for them, and in
-    the middle of their segments (no search among candidates)."""
+    the middle of their segments (no search among candidates), and no decoder adaptation (tests/test_adapt.py)."""
     kw.setdefault("keyframe_psnr", 0)
+    kw.setdefault("adapt_steps", 0)
     kw.setdefault("keyframe_candidates", 1)
     return EncodeOptions(weights=str(tiny), allow_untrained=True, chunk_frames=4, **kw)
 
@@ -150,14 +151,14 @@ def test_scene_cut_starts_a_keyframe(tmp_path):
     frames. With keyframes at segment starts (low delay) the frame after the cut is the keyframe."""
     src = write_clip(tmp_path / "cut.y4m", eval_frames(("lia-vox-driving2", 6), ("videoretalking-face-3", 6)))
     out = tmp_path / "cut.imf"
-    encode_file(src, str(out), EncodeOptions(refine_steps=0, keyframe_psnr=14))
+    encode_file(src, str(out), EncodeOptions(refine_steps=0, adapt_steps=0, keyframe_psnr=14))
     keys = keyframe_indices(out)
     assert len(keys) == 2 and keys[0] < 6 <= keys[1]
-    encode_file(src, str(out), EncodeOptions(refine_steps=0, keyframe_psnr=14, keyframe_candidates=1))
+    encode_file(src, str(out), EncodeOptions(refine_steps=0, adapt_steps=0, keyframe_psnr=14, keyframe_candidates=1))
     assert keyframe_indices(out) == [2, 8]  # the middles of the two scenes
-    encode_file(src, str(out), EncodeOptions(refine_steps=0, keyframe_psnr=0, keyframe_candidates=1))
+    encode_file(src, str(out), EncodeOptions(refine_steps=0, adapt_steps=0, keyframe_psnr=0, keyframe_candidates=1))
     assert keyframe_indices(out) == [5]
-    encode_file(src, str(out), EncodeOptions(refine_steps=0, keyframe_psnr=14, keyframe_position="start"))
+    encode_file(src, str(out), EncodeOptions(refine_steps=0, adapt_steps=0, keyframe_psnr=14, keyframe_position="start"))
     assert keyframe_indices(out) == [0, 6]
 
 
@@ -167,9 +168,9 @@ def test_keyframe_search_avoids_an_odd_middle_frame(tmp_path):
     a, b = eval_frames(("lia-vox-driving2", 1), ("videoretalking-face-3", 1))
     src = write_clip(tmp_path / "odd.y4m", [a] * 5 + [b] + [a] * 6)
     out = tmp_path / "odd.imf"
-    encode_file(src, str(out), EncodeOptions(refine_steps=0, keyframe_psnr=0, keyframe_candidates=1))
+    encode_file(src, str(out), EncodeOptions(refine_steps=0, adapt_steps=0, keyframe_psnr=0, keyframe_candidates=1))
     assert keyframe_indices(out) == [5]
-    encode_file(src, str(out), EncodeOptions(refine_steps=0, keyframe_psnr=0))
+    encode_file(src, str(out), EncodeOptions(refine_steps=0, adapt_steps=0, keyframe_psnr=0))
     (k,) = keyframe_indices(out)
     assert k != 5 and 3 <= k <= 7  # five candidates, 3..7, around the middle of 12 frames
 
@@ -181,7 +182,7 @@ def test_joint_plan_puts_boundaries_at_scene_changes(tmp_path):
     a, b, c = eval_frames(("lia-vox-driving2", 1), ("videoretalking-face-3", 1), ("liveportrait-driving-d12", 1))
     src = write_clip(tmp_path / "abc.y4m", [a] * 2 + [b] * 6 + [c] * 4)
     out = tmp_path / "abc.imf"
-    opts = dict(refine_steps=0, keyframe_psnr=0, keyframe_interval=4)
+    opts = dict(refine_steps=0, adapt_steps=0, keyframe_psnr=0, keyframe_interval=4)
     encode_file(src, str(out), EncodeOptions(plan_segments=3, **opts))
     k1, k2, k3 = keyframe_indices(out)
     assert k1 < 2 <= k2 < 8 <= k3

@@ -64,7 +64,7 @@ def test_spec_reader_parses_encoded_file(tmp_path, clip, tiny):
     out = tmp_path / "a.imf"
     r = encode_file(str(clip), str(out), EncodeOptions(weights=str(tiny), allow_untrained=True, chunk_frames=5,
                                                        zfp_rate=6.0, keep_tokens=True, keyframe_psnr=0,
-                                                       keyframe_candidates=1))
+                                                       keyframe_candidates=1, adapt_steps=0))
     chunks = list(spec_chunks(out.read_bytes()))
     assert [c[0] for c in chunks] == [b"HEAD", b"KEYF", b"TOKN", b"TOKN", b"TOKN", b"END "]
     head = read_fields(spec_table("HEAD payload"), chunks[0][1])

@@ -26,7 +26,7 @@ from .refine import mse_msssim
 FLOW_BIASES = 1
 SCHEMES = {FLOW_BIASES: ("flow.mlp.0.bias", "flow.mlp.2.bias", "flow.mlp.4.bias")}
 #: Adam steps `imfcodec encode` takes per window by default; 0 = no adaptation (see the model card).
-DEFAULT_ADAPT_STEPS = 0
+DEFAULT_ADAPT_STEPS = 100
 DEFAULT_STEP = 0.01       # quantization step of the offsets, in bias units
 MAX_RICE_K = 15
 MAX_QUOTIENT = 64         # a longer unary run is corruption, not data

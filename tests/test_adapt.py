@@ -216,3 +216,12 @@ def test_offsets_that_do_not_help_are_left_out(tmp_path, clip, tiny):
     r = encode_file(str(clip), str(out), opts(tiny, adapt_steps=2, adapt_step=1.0))  # offsets round to zero
     assert r.bytes_adapt == 0 and bs.ADPT not in [c.ctype for c in chunks(out)]
     assert len(decode_file(str(out), None, dec(tiny), keep_frames=True).frames_rgb) == 12
+
+
+def test_rate_cap_leaves_out_offsets_that_do_not_fit(tmp_path, clip, tiny):
+    loose, tight = tmp_path / "loose.imf", tmp_path / "tight.imf"
+    kw = dict(adapt_steps=4, adapt_step=0.001, keyframe_codec="av1")
+    r = encode_file(str(clip), str(loose), opts(tiny, max_bpp=1.0, **kw))
+    assert r.bytes_adapt > 0 and r.bpp_total <= 1.0
+    r = encode_file(str(clip), str(tight), opts(tiny, max_bpp=r.bpp_total * 0.9, **kw))
+    assert r.bytes_adapt == 0 and bs.ADPT not in [c.ctype for c in chunks(tight)]

@@ -20,7 +20,7 @@ import torch
 from .errors import BitstreamError
 from .model import IMF
 from .model.imf import Reference
-from .refine import mse_msssim
+from .refine import cosine, frozen, mse_msssim
 
 #: Scheme 1: the flow MLP's biases, in this order (the only scheme so far).
 FLOW_BIASES = 1
@@ -87,29 +87,17 @@ class Adapter:
             return np.zeros(sum(p.numel() for p in self.params), np.float32)
         gen = torch.Generator().manual_seed(seed)
         seg = torch.tensor(segment)
-        needs = [p.requires_grad for p in model.parameters()]
-        was_training = model.training
-        model.eval()
-        for p in model.parameters():
-            p.requires_grad_(False)
-        for p in self.params:
-            p.requires_grad_(True)
         opt = torch.optim.Adam(self.params, lr=lr)
-        try:
-            with torch.enable_grad():
-                for s in range(steps):
-                    ids = torch.randperm(len(tokens), generator=gen)[:batch]
-                    for g in opt.param_groups:
-                        g["lr"] = lr * 0.5 * (1 + math.cos(math.pi * s / steps))
-                    loss = mse_msssim(model.synthesize(tokens[ids], gather(refs, seg[ids].tolist())),
-                                      frames[ids]).mean()
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-        finally:
-            for p, r in zip(model.parameters(), needs):
-                p.requires_grad_(r)
-            model.train(was_training)
+        with frozen(model, self.params):
+            for s in range(steps):
+                ids = torch.randperm(len(tokens), generator=gen)[:batch]
+                for g in opt.param_groups:
+                    g["lr"] = cosine(lr, s, steps)
+                loss = mse_msssim(model.synthesize(tokens[ids], gather(refs, seg[ids].tolist())),
+                                  frames[ids]).mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
         return torch.cat([(p.detach() - b).flatten() for p, b in zip(self.params, self.base)]).cpu().numpy()
 
 

@@ -9,7 +9,8 @@ synthesis per frame and step).
 from __future__ import annotations
 
 import math
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator, Sequence
 
 import torch
 
@@ -31,6 +32,31 @@ def mse_msssim(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 50 * mse(out, target) + 1 - msssim_t(out.clamp(0, 1), target).to(out.dtype)
 
 
+@contextmanager
+def frozen(model: IMF, trainable: Sequence[torch.nn.Parameter] = ()) -> Iterator[None]:
+    """Within the block model is in eval mode and only trainable get gradients; on leaving it, both are
+    as they were. The encoder descends the decoder's error with respect to a few numbers, never all."""
+    params = list(model.parameters())
+    was_training, needs = model.training, [p.requires_grad for p in params]
+    model.eval()
+    for p in params:
+        p.requires_grad_(False)
+    for p in trainable:
+        p.requires_grad_(True)
+    try:
+        with torch.enable_grad():
+            yield
+    finally:
+        for p, r in zip(params, needs):
+            p.requires_grad_(r)
+        model.train(was_training)
+
+
+def cosine(lr: float, step: int, steps: int) -> float:
+    """The step size at step of steps, decayed from lr to 0 along a half cosine."""
+    return lr * 0.5 * (1 + math.cos(math.pi * step / steps))
+
+
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (output, target) -> per-frame loss (B,)
 
 
@@ -44,31 +70,21 @@ def refine_tokens(model: IMF, ref: Reference, frames: torch.Tensor, tokens: torc
     """
     if steps <= 0:
         return tokens
-    params = list(model.parameters())
-    was_training, needs = model.training, [p.requires_grad for p in params]
-    model.eval()
-    for p in params:
-        p.requires_grad_(False)
     target = frames.detach()
     t = tokens.detach().clone().requires_grad_(True)
     best, best_err = tokens.detach().clone(), torch.full((len(tokens),), math.inf, device=tokens.device)
     opt = torch.optim.Adam([t], lr=lr)
-    try:
-        with torch.enable_grad():
-            for step in range(steps + 1):
-                err = loss(model.synthesize(t, ref), target)
-                better = err.detach() < best_err
-                best[better] = t.detach()[better]
-                best_err = torch.where(better, err.detach(), best_err)
-                if step == steps:
-                    break
-                for g in opt.param_groups:
-                    g["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
-                opt.zero_grad(set_to_none=True)
-                err.sum().backward()
-                opt.step()
-    finally:
-        for p, r in zip(params, needs):
-            p.requires_grad_(r)
-        model.train(was_training)
+    with frozen(model):
+        for step in range(steps + 1):
+            err = loss(model.synthesize(t, ref), target)
+            better = err.detach() < best_err
+            best[better] = t.detach()[better]
+            best_err = torch.where(better, err.detach(), best_err)
+            if step == steps:
+                break
+            for g in opt.param_groups:
+                g["lr"] = cosine(lr, step, steps)
+            opt.zero_grad(set_to_none=True)
+            err.sum().backward()
+            opt.step()
     return best

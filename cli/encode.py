@@ -63,6 +63,10 @@ from .common import console, network_options, print_json, progress_bar, run_guar
               help="Rate cap over the whole file, in bits per pixel at the model size (0.01 at 256x256 and "
                    "25 fps is 16.4 kbit/s): the keyframes of a planned window that would exceed it are coded "
                    "at a higher CRF than --keyframe-quality. 0 = off.")
+@click.option("--target-bpp", type=click.FloatRange(min=0), default=0, show_default=True,
+              help="Rate target over the whole file, in bits per pixel at the model size: like --max-bpp, a "
+                   "cap, but each planned window's keyframes take the lowest CRF that keeps the file within "
+                   "it (below --keyframe-quality too), spending the rate on quality. 0 = off.")
 @click.option("--adapt", "adapt_steps", type=click.IntRange(0, 100000), default=DEFAULT_ADAPT_STEPS,
               show_default=True,
               help="Decoder adaptation: Adam steps (batches of frames) fitting offsets to the decoder's flow "
@@ -73,7 +77,7 @@ from .common import console, network_options, print_json, progress_bar, run_guar
 @network_options
 def encode(src, dst, dm, token_codec, zfp_rate, qstep, resize, keyframe_codec, keyframe_quality,
            keyframe_interval, keyframe_position, keyframe_candidates, plan_segments,
-           keyframe_psnr, refine_steps, max_bpp, adapt_steps,
+           keyframe_psnr, refine_steps, max_bpp, target_bpp, adapt_steps,
            max_frames, batch, weights, device, allow_untrained, as_json, quiet):
     """Encode the video SRC into an .imf file."""
     opts = EncodeOptions(dm=dm, weights=weights, token_codec=token_codec, zfp_rate=zfp_rate, qstep=qstep,
@@ -81,7 +85,8 @@ def encode(src, dst, dm, token_codec, zfp_rate, qstep, resize, keyframe_codec, k
                          keyframe_interval=keyframe_interval, keyframe_position=keyframe_position,
                          keyframe_candidates=keyframe_candidates, plan_segments=plan_segments,
                          keyframe_psnr=keyframe_psnr,
-                         refine_steps=refine_steps, max_bpp=max_bpp, adapt_steps=adapt_steps,
+                         refine_steps=refine_steps, max_bpp=max_bpp, target_bpp=target_bpp,
+                         adapt_steps=adapt_steps,
                          max_frames=max_frames, batch=batch, device=device,
                          allow_untrained=allow_untrained)
     with progress_bar("encode", quiet or as_json) as cb:

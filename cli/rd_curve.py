@@ -39,6 +39,8 @@ def _items(value: str, kind: type, option: str) -> list:
               "curve [default: the encoder's default].")
 @click.option("--max-bpp", type=float, default=0, show_default=True, metavar="BPP",
               help="imfcodec's rate cap (encode --max-bpp), in bits per pixel; 0 = off.")
+@click.option("--target-bpp", type=float, default=0, show_default=True, metavar="BPP",
+              help="imfcodec's rate target (encode --target-bpp), in bits per pixel; 0 = off.")
 @click.option("--anchors", default=",".join(ANCHORS), show_default=True, metavar="NAME,...",
               help="Standard codecs encoded live (low delay, CRF sweep to their lowest rate); 'none' for none.")
 @click.option("--vtm", multiple=True, metavar="PATH", help="A VTM bitstream (.bin, .266, .vvc) or a folder of "
@@ -57,8 +59,8 @@ def _items(value: str, kind: type, option: str) -> list:
 @click.option("--size", type=int, default=256, show_default=True, metavar="PIXELS",
               help="Reference frames are PIXELS x PIXELS (centre crop, area resize; sources already that size "
               "and 4:2:0 are used as stored); 0 keeps each source's size.")
-def rd_curve(src, outdir, dm, token_codec, rates, qsteps, refine, max_bpp, anchors, vtm, vtm_encoder, vtm_cfg, vtm_qp,
-             dcvc_dc, dcvc_dc_frames, frames, size):
+def rd_curve(src, outdir, dm, token_codec, rates, qsteps, refine, max_bpp, target_bpp, anchors, vtm, vtm_encoder,
+             vtm_cfg, vtm_qp, dcvc_dc, dcvc_dc_frames, frames, size):
     """Measure rate (bpp) against quality (PSNR-RGB, PSNR-Y, MS-SSIM, LPIPS when available) for imfcodec
     and the anchors on SRC clips, with BD-rates, plots and a report."""
 
@@ -66,7 +68,7 @@ def rd_curve(src, outdir, dm, token_codec, rates, qsteps, refine, max_bpp, ancho
         return Job(list(src), outdir, size=size, frames=frames, anchors=_items(anchors, str, "--anchors"),
                    dms=_items(dm, int, "--dm"), token_codecs=_items(token_codec, str, "--token-codec"),
                    rates=_items(rates, float, "--rates"), qsteps=_items(qsteps, float, "--qsteps"),
-                   refine=_items(refine, int, "--refine"), max_bpp=max_bpp,
+                   refine=_items(refine, int, "--refine"), max_bpp=max_bpp, target_bpp=target_bpp,
                    vtm=list(vtm), vtm_encoder=vtm_encoder, vtm_cfg=vtm_cfg,
                    vtm_qps=_items(vtm_qp, int, "--vtm-qp"), dcvc=list(dcvc_dc), dcvc_frames=dcvc_dc_frames)
 

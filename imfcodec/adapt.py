@@ -28,6 +28,11 @@ SCHEMES = {FLOW_BIASES: ("flow.mlp.0.bias", "flow.mlp.2.bias", "flow.mlp.4.bias"
 #: Adam steps `imfcodec encode` takes per window by default; 0 = no adaptation (see the model card).
 DEFAULT_ADAPT_STEPS = 100
 DEFAULT_STEP = 0.01       # quantization step of the offsets, in bias units
+#: Under a rate cap, offsets that do not fit are tried again at 2, 4, ... times the step, this many steps in all.
+COARSER_STEPS = 4
+#: What an offset costs at DEFAULT_STEP, in bits, as measured on the eval clips (MODEL_CARD.md): the room a
+#: rate cap keeps for a window's offsets before any window has been fitted.
+EXPECTED_BITS = 4
 MAX_RICE_K = 15
 MAX_QUOTIENT = 64         # a longer unary run is corruption, not data
 MAX_COUNT = 1 << 16       # offsets a chunk may hold: no scheme comes near
@@ -45,6 +50,11 @@ def parameters(model: IMF, scheme: int = FLOW_BIASES) -> list[torch.nn.Parameter
 
 def count(model: IMF, scheme: int = FLOW_BIASES) -> int:
     return sum(p.numel() for p in parameters(model, scheme))
+
+
+def expected_bytes(model: IMF, scheme: int = FLOW_BIASES) -> int:
+    """About what a window's ADPT payload takes at DEFAULT_STEP (a prior; the real size depends on the window)."""
+    return struct.calcsize(_HEAD) + count(model, scheme) * EXPECTED_BITS // 8
 
 
 @contextmanager

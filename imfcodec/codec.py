@@ -81,6 +81,7 @@ class EncodeOptions:
     keep_tokens: bool = False           # return the dequantized tokens (tests, analysis)
     refine_steps: int = DEFAULT_REFINE_STEPS  # encoder-side token refinement (imfcodec.refine); 0: off
     max_bpp: float = 0.0                # rate cap over the whole file, bits per pixel at the model size; 0: off
+    target_bpp: float = 0.0             # rate target: a cap that keyframes also spend (a lower CRF); 0: off
     adapt_steps: int = adapt.DEFAULT_ADAPT_STEPS  # per-window decoder adaptation (imfcodec.adapt); 0: off
     adapt_step: float = adapt.DEFAULT_STEP        # quantization step of its offsets
 
@@ -88,6 +89,11 @@ class EncodeOptions:
     def adapts(self) -> bool:
         """Windows get decoder offsets (only with keyframes mid-segment: low delay cannot look ahead)."""
         return self.adapt_steps > 0 and self.keyframe_position == "middle"
+
+    @property
+    def cap_bpp(self) -> float:
+        """The rate the file must stay within (0: none): max_bpp or target_bpp."""
+        return self.max_bpp or self.target_bpp
 
 
 @dataclass
@@ -198,6 +204,9 @@ class _Encoder:
         self.needs_ref = opts.refine_steps > 0 or opts.keyframe_psnr > 0 or searches or opts.adapts
         self.ref: Reference | None = None
         self.done = self.bytes_key = self.bytes_tok = self.frames_tok = self.bytes_adapt = 0
+        # Bytes a window's keyframes leave for its decoder offsets under a rate cap: the last window's, or a
+        # prior before any (the offsets are fitted after the keyframes are coded).
+        self.adapt_reserve = adapt.expected_bytes(model) + bs.CHUNK_OVERHEAD if opts.adapts else 0
         self.kept: list[np.ndarray] = []
 
     def advance(self, k: int) -> None:
@@ -231,39 +240,49 @@ class _Encoder:
     def intra(self, pics: list[np.ndarray], frames: int, runs: list[int],
               coded: list[bytes] | None = None) -> list[bytes]:
         """The keyframes pics, which with token chunks of the sizes runs code the next frames frames, at the
-        keyframe CRF (coded: pics at that CRF, when known); under a rate cap at the lowest CRF above it (one
-        for all) that keeps the file within the cap once those frames are coded, or the codec's highest when
-        none does."""
+        keyframe CRF (coded: pics at that CRF, when known). Under a rate cap, at the lowest CRF above it (one
+        for all) that keeps the file within the cap once those frames are coded, the codec's highest when none
+        does; under a rate target, below it too when the cap and the keyframes still to come allow."""
         o = self.opts
 
         def code(q: int) -> list[bytes]:
             return [keyframe.encode(x, o.keyframe_codec, q) for x in pics]
 
         data = coded or code(o.keyframe_quality)
-        if not o.max_bpp:
+        if not o.cap_bpp:
             return data
         budget = self.keyframe_budget(frames, runs, len(pics))
-        lo, hi = o.keyframe_quality + 1, MAX_KEYFRAME_QUALITY[o.keyframe_codec]
-        if sum(map(len, data)) <= budget or lo > hi:
-            return data
-        data = code(hi)
-        while lo < hi and sum(map(len, data)) <= budget:  # bisect: the smallest CRF known to fit stays in data
+        lo, hi, best = o.keyframe_quality + 1, MAX_KEYFRAME_QUALITY[o.keyframe_codec], None
+        size = sum(map(len, data))
+        if size <= budget:
+            if not o.target_bpp:
+                return data
+            # below the keyframe CRF, spend only what leaves the keyframes still to come their size at it
+            budget -= self.keys_to_come(frames) * size // len(pics)
+            lo, hi, best = 0, o.keyframe_quality - 1, data
+        while lo <= hi:  # bisect for the smallest CRF that fits: bytes fall as the CRF rises
             mid = (lo + hi) // 2
             d = code(mid)
             if sum(map(len, d)) <= budget:
-                hi, data = mid, d
+                hi, best = mid - 1, d
             else:
                 lo = mid + 1
-        return data
+        return best or code(MAX_KEYFRAME_QUALITY[o.keyframe_codec])
+
+    def keys_to_come(self, frames: int) -> int:
+        """Keyframes the file is expected to need after the next frames frames (from the probed length)."""
+        later, interval = self.expected - self.done - frames, self.opts.keyframe_interval
+        return 0 if later <= 0 else -(-later // interval) if interval else 1
 
     def keyframe_budget(self, frames: int, runs: list[int], keys: int) -> int:
         """Bytes keys keyframes may take: what the cap allows up to the end of the next frames frames, less what
-        the file holds so far and what their token chunks of sizes runs, the chunks' framing and the file's
-        end will take. What earlier segments left unspent carries over, so the cap holds over the file."""
+        the file holds so far and what their token chunks of sizes runs, the chunks' framing, the file's end
+        and (when adapting) the window's decoder offsets will take. What earlier segments left unspent carries
+        over, so the cap holds over the file."""
         h = self.header
-        allowed = int(self.opts.max_bpp * h.width * h.height * (self.done + frames) / 8)
+        allowed = int(self.opts.cap_bpp * h.width * h.height * (self.done + frames) / 8)
         tokens = sum(self.token_bytes(n) for n in runs) + (len(runs) + keys + 1) * bs.CHUNK_OVERHEAD
-        return allowed - self.w.f.tell() - tokens
+        return allowed - self.w.f.tell() - tokens - self.adapt_reserve
 
     def token_bytes(self, n: int) -> int:
         """Bytes a chunk of n tokens will take: exact for ZFP's fixed rate; for the learned coder the file's
@@ -431,23 +450,32 @@ class _Encoder:
         if not idx:
             return
         x, t = _to_tensor([frames[j] for j in idx], self.device), torch.cat(toks).to(self.device)
+        room = self._adapt_room(segs) if o.cap_bpp else None
         with adapt.adaptable(self.model) as a:
-            q = adapt.quantize(a.fit(self.model, refs, which, t, x, o.adapt_steps, batch=o.batch), o.adapt_step)
-            a.set(adapt.dequantize(q, o.adapt_step))
+            offsets = a.fit(self.model, refs, which, t, x, o.adapt_steps, batch=o.batch)
+            for step in (o.adapt_step * 2 ** i for i in range(adapt.COARSER_STEPS)):
+                q = adapt.quantize(offsets, step)
+                payload = adapt.pack(q, step)
+                if room is None or len(payload) <= room:
+                    break
+            else:
+                return  # a rate cap leaves no room even for the coarsest offsets
+            a.set(adapt.dequantize(q, step))
             after = adapt.loss(self.model, refs, which, t, x, o.batch)
             a.set(None)
             if after >= adapt.loss(self.model, refs, which, t, x, o.batch):
                 return
-        payload = adapt.pack(q, o.adapt_step)
-        if o.max_bpp:
-            h = self.header
-            later = sum(len(d) + bs.CHUNK_OVERHEAD for *_, d, _, _ in segs) + \
-                sum(self.token_bytes(sum(map(len, t))) + bs.CHUNK_OVERHEAD for *_, ch in segs for _, t in ch)
-            allowed = o.max_bpp * h.width * h.height * self.done / 8 - bs.CHUNK_OVERHEAD
-            if self.w.f.tell() + later + len(payload) + bs.CHUNK_OVERHEAD > allowed:
-                return
         self.w.chunk(bs.ADPT, payload)
         self.bytes_adapt += len(payload)
+        self.adapt_reserve = len(payload) + bs.CHUNK_OVERHEAD
+
+    def _adapt_room(self, segs: list) -> int:
+        """Bytes a window's ADPT payload may take under the rate cap, its keyframes and tokens coded."""
+        h = self.header
+        later = sum(len(d) + bs.CHUNK_OVERHEAD for *_, d, _, _ in segs) + \
+            sum(self.token_bytes(sum(map(len, t))) + bs.CHUNK_OVERHEAD for *_, ch in segs for _, t in ch)
+        allowed = int(self.opts.cap_bpp * h.width * h.height * self.done / 8) - bs.CHUNK_OVERHEAD
+        return allowed - self.w.f.tell() - later - bs.CHUNK_OVERHEAD
 
     def _references(self, frames: list[np.ndarray], keys: list[int]) -> dict[int, tuple[bytes, Reference]]:
         """Each of frames[k], k in keys, coded at the keyframe CRF, and the reference the decoder derives."""
@@ -557,9 +585,12 @@ def encode_file(src: str, dst: str, opts: EncodeOptions, progress: Progress | No
         raise UserError("keyframe PSNR threshold must be 0 (off) to 100 dB")
     if opts.refine_steps < 0:
         raise UserError("refine steps must be >= 0")
-    if opts.max_bpp < 0 or (opts.max_bpp and opts.keyframe_codec not in MAX_KEYFRAME_QUALITY):
-        raise UserError(f"a rate cap needs a lossy keyframe codec ({', '.join(MAX_KEYFRAME_QUALITY)}) "
-                        f"and max bpp >= 0")
+    if opts.max_bpp < 0 or opts.target_bpp < 0:
+        raise UserError("max bpp and target bpp must be >= 0")
+    if opts.max_bpp and opts.target_bpp:
+        raise UserError("give a rate cap (max bpp) or a rate target (target bpp), not both")
+    if opts.cap_bpp and opts.keyframe_codec not in MAX_KEYFRAME_QUALITY:
+        raise UserError(f"a rate cap or target needs a lossy keyframe codec ({', '.join(MAX_KEYFRAME_QUALITY)})")
     if _same_file(src, dst):
         raise UserError("output would overwrite the input")
     info = probe(src)

@@ -218,10 +218,23 @@ def test_offsets_that_do_not_help_are_left_out(tmp_path, clip, tiny):
     assert len(decode_file(str(out), None, dec(tiny), keep_frames=True).frames_rgb) == 12
 
 
-def test_rate_cap_leaves_out_offsets_that_do_not_fit(tmp_path, clip, tiny):
+def test_rate_cap_keeps_room_for_offsets_and_coarsens_them_to_fit(tmp_path, clip, tiny):
     loose, tight = tmp_path / "loose.imf", tmp_path / "tight.imf"
     kw = dict(adapt_steps=4, adapt_step=0.001, keyframe_codec="av1")
-    r = encode_file(str(clip), str(loose), opts(tiny, max_bpp=1.0, **kw))
-    assert r.bytes_adapt > 0 and r.bpp_total <= 1.0
-    r = encode_file(str(clip), str(tight), opts(tiny, max_bpp=r.bpp_total * 0.9, **kw))
-    assert r.bytes_adapt == 0 and bs.ADPT not in [c.ctype for c in chunks(tight)]
+    free = encode_file(str(clip), str(loose), opts(tiny, max_bpp=1.0, **kw))
+    assert free.bytes_adapt > 0 and free.bpp_total <= 1.0
+    cap = free.bpp_total * 0.9
+    r = encode_file(str(clip), str(tight), opts(tiny, max_bpp=cap, **kw))
+    steps = [adapt.unpack(c.payload)[2] for c in chunks(tight) if c.ctype == bs.ADPT]
+    assert r.bpp_total <= cap and r.bytes_keyframe < free.bytes_keyframe  # the keyframes made room
+    assert r.bytes_adapt > 0 and len(steps) == 1 and steps[0] > kw["adapt_step"]  # at a coarser step
+    assert len(decode_file(str(tight), None, dec(tiny), keep_frames=True).frames_rgb) == 12
+
+
+def test_rate_cap_leaves_out_offsets_when_no_room_is_left(tmp_path, clip, tiny):
+    kw = dict(adapt_step=0.001, keyframe_codec="av1")
+    smallest = encode_file(str(clip), str(tmp_path / "s.imf"), opts(tiny, keyframe_quality=63, **kw))
+    out = tmp_path / "capped.imf"  # the highest CRF alone just fits: nothing is left for offsets
+    r = encode_file(str(clip), str(out), opts(tiny, adapt_steps=4, max_bpp=smallest.bpp_total, **kw))
+    assert r.bytes_adapt == 0 and bs.ADPT not in [c.ctype for c in chunks(out)]
+    assert r.bytes_total == smallest.bytes_total

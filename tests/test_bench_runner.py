@@ -35,6 +35,7 @@ class EncodeOptions:
     keyframe_codec: str = "hevc"
     keyframe_quality: int = 32
     max_bpp: float = 0.0
+    target_bpp: float = 0.0
 
 
 @dataclass
@@ -161,9 +162,11 @@ def test_each_refine_setting_is_its_own_curve(tmp_path, monkeypatch):
     assert seen == [0, 0, 5, 5]
 
 
-def test_rate_cap_reaches_the_encoder_and_names_the_curve(tmp_path, monkeypatch):
-    methods, seen = imfcodec_curves(tmp_path, monkeypatch, "max_bpp", "--rates", "4", "--max-bpp", "0.01")
-    assert methods == ["imfcodec dm32 zfp max 0.01 bpp"] and seen == [0.01]
+@pytest.mark.parametrize("field, option, name", [("max_bpp", "--max-bpp", "max"),
+                                                  ("target_bpp", "--target-bpp", "target")])
+def test_rate_cap_or_target_reaches_the_encoder_and_names_the_curve(tmp_path, monkeypatch, field, option, name):
+    methods, seen = imfcodec_curves(tmp_path, monkeypatch, field, "--rates", "4", option, "0.01")
+    assert methods == [f"imfcodec dm32 zfp {name} 0.01 bpp"] and seen == [0.01]
 
 
 @pytest.mark.parametrize("args, message", [

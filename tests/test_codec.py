@@ -110,6 +110,31 @@ def test_rate_cap_raises_keyframe_crf_only_when_needed(tmp_path, clip, tiny, pos
     assert hopeless.bytes_keyframe == smallest.bytes_keyframe
 
 
+@pytest.mark.parametrize("position", ["middle", "start"])
+def test_rate_target_spends_the_rate_on_keyframes(tmp_path, clip, tiny, position):
+    def run(name, **kw):
+        out = tmp_path / name
+        r = encode_file(str(clip), str(out), enc_opts(tiny, keyframe_interval=5, keyframe_position=position,
+                                                      refine_steps=0, **kw))
+        return r, out.read_bytes()
+
+    (free, _), (best, _) = run("free.imf"), run("q0.imf", keyframe_quality=0)
+    target = (free.bpp_total + best.bpp_total) / 2
+    spent, _ = run("target.imf", target_bpp=target)
+    assert spent.bpp_total <= target and spent.bytes_tokens == free.bytes_tokens
+    assert best.bytes_keyframe > spent.bytes_keyframe > free.bytes_keyframe  # a lower CRF than the default
+    below = free.bpp_total * 0.95  # less than the default CRF's rate: still within it
+    assert run("below.imf", target_bpp=below)[0].bpp_total <= below
+
+
+def test_rate_cap_and_target_exclude_each_other(tmp_path, clip, tiny):
+    line = assert_one_line_error(cli("encode", clip, "-o", tmp_path / "p.imf", "--weights", tiny,
+                                     "--allow-untrained", "--max-bpp", "0.1", "--target-bpp", "0.1"))
+    assert "not both" in line and not (tmp_path / "p.imf").exists()
+    with pytest.raises(UserError, match="lossy keyframe codec"):
+        encode_file(str(clip), str(tmp_path / "p.imf"), enc_opts(tiny, keyframe_codec="png", target_bpp=0.1))
+
+
 def test_rate_cap_needs_a_lossy_keyframe_codec(tmp_path, clip, tiny):
     with pytest.raises(UserError, match="lossy keyframe codec"):
         encode_file(str(clip), str(tmp_path / "p.imf"), enc_opts(tiny, keyframe_codec="png", max_bpp=0.1))

@@ -38,6 +38,7 @@ class Job:
     qsteps: list[float] = field(default_factory=list)  # learned: quantisation steps (none: the codec's default)
     refine: list[int] = field(default_factory=list)  # encoder token-refinement steps (none: the encoder's default)
     max_bpp: float = 0.0  # the encoder's rate cap (0: off)
+    target_bpp: float = 0.0  # the encoder's rate target (0: off)
     vtm: list[str] = field(default_factory=list)  # bitstreams or folders of them
     vtm_encoder: str | None = None
     vtm_cfg: str | None = None
@@ -150,7 +151,8 @@ def _imfcodec_steps(run: _Run) -> tuple[list[Step], list[Point]]:
     job, steps, missing = run.job, [], []
     for dm, tc, r in ((dm, tc, r) for dm in job.dms for tc in job.token_codecs for r in job.refine or [None]):
         method = (f"imfcodec dm{dm} {tc}" + ("" if r is None else f" refine {r}")
-                  + (f" max {job.max_bpp:g} bpp" if job.max_bpp else ""))
+                  + (f" max {job.max_bpp:g} bpp" if job.max_bpp else "")
+                  + (f" target {job.target_bpp:g} bpp" if job.target_bpp else ""))
         weights = shipped_path(dm, job.size) if codec and job.size else ""
         reason = ("imfcodec.codec is not available" if codec is None else
                   "--size 0: imfcodec codes at its model size" if not job.size else
@@ -165,6 +167,8 @@ def _imfcodec_steps(run: _Run) -> tuple[list[Step], list[Point]]:
                 options["refine_steps"] = r
             if job.max_bpp:
                 options["max_bpp"] = job.max_bpp
+            if job.target_bpp:
+                options["target_bpp"] = job.target_bpp
             if v is None:
                 setting = "qstep default"
             else:
@@ -192,8 +196,10 @@ def _check(job: Job) -> None:
             raise UserError(f"unknown token codec {tc!r}: choose from {', '.join(TOKEN_CODECS)}")
     if any(r < 0 for r in job.refine):
         raise UserError("--refine steps must be >= 0")
-    if job.max_bpp < 0:
-        raise UserError("--max-bpp must be >= 0")
+    if job.max_bpp < 0 or job.target_bpp < 0:
+        raise UserError("--max-bpp and --target-bpp must be >= 0")
+    if job.max_bpp and job.target_bpp:
+        raise UserError("give --max-bpp or --target-bpp, not both")
     for s in job.sources:
         probe(s)  # a missing or unreadable source fails here, before any work
     names = [Path(s).stem for s in job.sources]

@@ -257,8 +257,7 @@ class _Encoder:
         if size <= budget:
             if not o.target_bpp:
                 return data
-            # below the keyframe CRF, spend only what leaves the keyframes still to come their size at it
-            budget -= self.keys_to_come(frames) * size // len(pics)
+            budget -= self.later_deficit(frames, size // len(pics))  # what the keyframes to come will need
             lo, hi, best = 0, o.keyframe_quality - 1, data
         while lo <= hi:  # bisect for the smallest CRF that fits: bytes fall as the CRF rises
             mid = (lo + hi) // 2
@@ -269,10 +268,18 @@ class _Encoder:
                 lo = mid + 1
         return best or code(MAX_KEYFRAME_QUALITY[o.keyframe_codec])
 
-    def keys_to_come(self, frames: int) -> int:
-        """Keyframes the file is expected to need after the next frames frames (from the probed length)."""
-        later, interval = self.expected - self.done - frames, self.opts.keyframe_interval
-        return 0 if later <= 0 else -(-later // interval) if interval else 1
+    def later_deficit(self, frames: int, key_bytes: int) -> int:
+        """Bytes the frames after the next frames frames (to the probed end) will lack, beyond their own share
+        of the cap, to give their keyframes key_bytes each: a rate target leaves them that much."""
+        o, h = self.opts, self.header
+        later = self.expected - self.done - frames
+        if later <= 0:
+            return 0
+        keys = -(-later // o.keyframe_interval) if o.keyframe_interval else 1
+        windows = -(-later // (o.keyframe_interval * o.plan_segments)) if o.adapts else 0
+        share = int(o.cap_bpp * h.width * h.height * later / 8) - self.token_bytes(later) - \
+            (keys + -(-later // o.chunk_frames)) * bs.CHUNK_OVERHEAD - windows * self.adapt_reserve
+        return max(0, keys * key_bytes - share)
 
     def keyframe_budget(self, frames: int, runs: list[int], keys: int) -> int:
         """Bytes keys keyframes may take: what the cap allows up to the end of the next frames frames, less what

@@ -204,8 +204,8 @@ class _Encoder:
         self.needs_ref = opts.refine_steps > 0 or opts.keyframe_psnr > 0 or searches or opts.adapts
         self.ref: Reference | None = None
         self.done = self.bytes_key = self.bytes_tok = self.frames_tok = self.bytes_adapt = 0
-        # Bytes a window's keyframes leave for its decoder offsets under a rate cap: the last window's, or a
-        # prior before any (the offsets are fitted after the keyframes are coded).
+        # Bytes a window's keyframes leave for its decoder offsets under a rate cap: the last window's at the
+        # configured step, or a prior before any (the offsets are fitted after the keyframes are coded).
         self.adapt_reserve = adapt.expected_bytes(model) + bs.CHUNK_OVERHEAD if opts.adapts else 0
         self.kept: list[np.ndarray] = []
 
@@ -460,12 +460,16 @@ class _Encoder:
         room = self._adapt_room(segs) if o.cap_bpp else None
         with adapt.adaptable(self.model) as a:
             offsets = a.fit(self.model, refs, which, t, x, o.adapt_steps, batch=o.batch)
+            sizes = []
             for step in (o.adapt_step * 2 ** i for i in range(adapt.COARSER_STEPS)):
                 q = adapt.quantize(offsets, step)
                 payload = adapt.pack(q, step)
+                sizes.append(len(payload))
                 if room is None or len(payload) <= room:
                     break
-            else:
+            # the next window's keyframes leave room for offsets at the configured step
+            self.adapt_reserve = sizes[0] + bs.CHUNK_OVERHEAD
+            if room is not None and sizes[-1] > room:
                 return  # a rate cap leaves no room even for the coarsest offsets
             a.set(adapt.dequantize(q, step))
             after = adapt.loss(self.model, refs, which, t, x, o.batch)
@@ -474,7 +478,6 @@ class _Encoder:
                 return
         self.w.chunk(bs.ADPT, payload)
         self.bytes_adapt += len(payload)
-        self.adapt_reserve = len(payload) + bs.CHUNK_OVERHEAD
 
     def _adapt_room(self, segs: list) -> int:
         """Bytes a window's ADPT payload may take under the rate cap, its keyframes and tokens coded."""

@@ -1,4 +1,5 @@
 """Encode -> decode with the tiny network, and every user error of the CLI."""
+import functools
 import os
 import signal
 import subprocess
@@ -92,14 +93,20 @@ def test_keyframe_interval_restarts_segments(tmp_path, clip, tiny):
     assert keyframe_indices(out) == [0, 5, 10]
 
 
-@pytest.mark.parametrize("position", ["middle", "start"])
-def test_rate_cap_raises_keyframe_crf_only_when_needed(tmp_path, clip, tiny, position):
-    def run(name, **kw):
+@pytest.fixture
+def rate_run(tmp_path, clip, tiny):
+    """Encode the clip in segments of 5 frames without refinement: (result, the file's bytes)."""
+    def run(name, position, **kw):
         out = tmp_path / name
         r = encode_file(str(clip), str(out), enc_opts(tiny, keyframe_interval=5, keyframe_position=position,
                                                       refine_steps=0, **kw))
         return r, out.read_bytes()
+    return run
 
+
+@pytest.mark.parametrize("position", ["middle", "start"])
+def test_rate_cap_raises_keyframe_crf_only_when_needed(rate_run, position):
+    run = functools.partial(rate_run, position=position)
     (free, data), (smallest, _) = run("free.imf"), run("q63.imf", keyframe_quality=63)
     assert run("loose.imf", max_bpp=free.bpp_total * 1.05)[1] == data  # a cap that does not bind changes nothing
     cap = (free.bpp_total + smallest.bpp_total) / 2
@@ -111,13 +118,8 @@ def test_rate_cap_raises_keyframe_crf_only_when_needed(tmp_path, clip, tiny, pos
 
 
 @pytest.mark.parametrize("position", ["middle", "start"])
-def test_rate_target_spends_the_rate_on_keyframes(tmp_path, clip, tiny, position):
-    def run(name, **kw):
-        out = tmp_path / name
-        r = encode_file(str(clip), str(out), enc_opts(tiny, keyframe_interval=5, keyframe_position=position,
-                                                      refine_steps=0, **kw))
-        return r, out.read_bytes()
-
+def test_rate_target_spends_the_rate_on_keyframes(rate_run, position):
+    run = functools.partial(rate_run, position=position)
     (free, _), (best, _) = run("free.imf"), run("q0.imf", keyframe_quality=0)
     target = (free.bpp_total + best.bpp_total) / 2
     spent, _ = run("target.imf", target_bpp=target)

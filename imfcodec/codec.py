@@ -19,6 +19,7 @@ import torch
 
 from . import bitstream as bs
 from . import adapt, keyframe, keyplan
+from .fast import SYNTHESIS, synthesis_for
 from .errors import BitstreamError, UserError
 from .model import IMF
 from .model.imf import Reference
@@ -84,6 +85,9 @@ class EncodeOptions:
     target_bpp: float = 0.0             # rate target: a cap that keyframes also spend (a lower CRF); 0: off
     adapt_steps: int = adapt.DEFAULT_ADAPT_STEPS  # per-window decoder adaptation (imfcodec.adapt); 0: off
     adapt_step: float = adapt.DEFAULT_STEP        # quantization step of its offsets
+    keyframe_check: str = "every"       # frames the quality check synthesises: "every" one, or each batch's last
+                                        # ("batch"; all of a batch whose last frame fails)
+    synthesis: str = "exact"            # no-gradient syntheses (checks, planning): "exact" or "fast" (imfcodec.fast)
 
     @property
     def adapts(self) -> bool:
@@ -103,6 +107,7 @@ class DecodeOptions:
     batch: int = 8
     scale_to_source: bool = False
     allow_untrained: bool = False
+    synthesis: str = "exact"            # "fast": imfcodec.fast's path on CPU (within 0.05 dB of "exact")
 
 
 @dataclass
@@ -208,6 +213,7 @@ class _Encoder:
         # configured step, or a prior before any (the offsets are fitted after the keyframes are coded).
         self.adapt_reserve = adapt.expected_bytes(model) + bs.CHUNK_OVERHEAD if opts.adapts else 0
         self.kept: list[np.ndarray] = []
+        self.synth = synthesis_for(model, opts.synthesis, device)  # no-gradient syntheses
 
     def advance(self, k: int) -> None:
         self.done += k
@@ -326,13 +332,16 @@ class _Encoder:
 
     def psnr(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """PSNR (dB, RGB) of each frame of x as tokens t rebuild it from the reference."""
-        mse = (self.model.synthesize(t, self.ref).clamp(0, 1) - x).pow(2).mean(dim=(1, 2, 3))
+        mse = (self.synth.synthesize(t, self.ref).clamp(0, 1) - x).pow(2).mean(dim=(1, 2, 3))
         return -10 * torch.log10(mse.clamp_min(1e-10))
 
     def below(self, x: torch.Tensor, t: torch.Tensor) -> list[bool]:
         """Which frames of x tokens t rebuild below the keyframe threshold (none when it is off)."""
         if not self.opts.keyframe_psnr:
             return [False] * len(x)
+        if self.opts.keyframe_check == "batch" and len(x) > 1 and \
+                not bool(self.psnr(x[-1:], t[-1:])[0] < self.opts.keyframe_psnr):
+            return [False] * len(x)  # the batch's last frame, furthest from the reference, passes
         return (self.psnr(x, t) < self.opts.keyframe_psnr).tolist()
 
     def stream(self, frames: Iterator[np.ndarray]) -> int:
@@ -595,6 +604,10 @@ def encode_file(src: str, dst: str, opts: EncodeOptions, progress: Progress | No
         raise UserError("keyframe PSNR threshold must be 0 (off) to 100 dB")
     if opts.refine_steps < 0:
         raise UserError("refine steps must be >= 0")
+    if opts.keyframe_check not in ("every", "batch"):
+        raise UserError(f"unknown keyframe check {opts.keyframe_check!r}: use every or batch")
+    if opts.synthesis not in SYNTHESIS:
+        raise UserError(f"unknown synthesis {opts.synthesis!r}: use {', '.join(SYNTHESIS)}")
     if opts.max_bpp < 0 or opts.target_bpp < 0:
         raise UserError("max bpp and target bpp must be >= 0")
     if opts.max_bpp and opts.target_bpp:
@@ -750,6 +763,8 @@ def decode_file(src: str, dst: str | None, opts: DecodeOptions, progress: Progre
     if dst is not None and os.path.splitext(dst)[1].lower() not in (".mp4", ".mkv", ".y4m"):
         raise UserError(f"unsupported output extension {os.path.splitext(dst)[1] or '(none)'}: "
                         f"use .mp4, .mkv or .y4m")
+    if opts.synthesis not in SYNTHESIS:
+        raise UserError(f"unknown synthesis {opts.synthesis!r}: use {', '.join(SYNTHESIS)}")
     seg = _Segments(src)
     h = seg.header
     device = pick_device(opts.device)
@@ -764,6 +779,7 @@ def decode_file(src: str, dst: str | None, opts: DecodeOptions, progress: Progre
     out_w, out_h = (source_size(h.src_width, h.src_height, h.width, h.height, policy) if opts.scale_to_source
                     else (h.width, h.height))
     result = DecodeResult(0, 0.0)
+    synth = synthesis_for(model, opts.synthesis, device)
 
     def emit(images: list[np.ndarray], writer) -> None:
         for img in images:
@@ -795,7 +811,7 @@ def decode_file(src: str, dst: str | None, opts: DecodeOptions, progress: Progre
                 continue
             toks = torch.from_numpy(val)
             for i in range(0, len(toks), opts.batch):
-                frames = model.synthesize(toks[i:i + opts.batch].to(device), ref)
+                frames = synth.synthesize(toks[i:i + opts.batch].to(device), ref)
                 emit(_to_images(frames), writer)
 
     with adapt.adaptable(model) as adapter:

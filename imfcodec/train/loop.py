@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import dataclasses
 import math
 import os
 import time
@@ -64,6 +63,8 @@ class TrainOptions:
     flow_sup: float = 1.0         # weight of the pull toward block matching's flow in that warm-up
     max_gap: int = 0              # frames between reference and current at most (0: anywhere in the clip)
     seed: int = 0
+    even_clips: bool = False      # draw every clip equally often instead of in proportion to its length
+    pixel_path: bool = False      # train a network with the pixel path (--init weights without it keep the rest)
     cache_dir: str = ""
     config: ModelConfig | None = None  # overrides size/dm (tests use a tiny network)
     log_every: int = 25
@@ -118,7 +119,7 @@ class Trainer:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         torch.manual_seed(opt.seed)
-        self.cfg = opt.config or ModelConfig(size=opt.size, dm=opt.dm)
+        self.cfg = opt.config or ModelConfig(size=opt.size, dm=opt.dm, pixel_path=opt.pixel_path)
         os.makedirs(opt.out, exist_ok=True)
         cache_dir = opt.cache_dir or os.path.join(opt.out, "cache")
         videos = find_videos(opt.data)
@@ -129,7 +130,8 @@ class Trainer:
         self._barrier()
         if self.rank != 0:
             self.cache = FrameCache(videos, self.cfg.size, cache_dir)
-        self.sampler = PairSampler(self.cache, seed=opt.seed * 1000 + self.rank, max_gap=opt.max_gap)
+        self.sampler = PairSampler(self.cache, seed=opt.seed * 1000 + self.rank, max_gap=opt.max_gap,
+                                   even=opt.even_clips)
         self.eval_clips = []
         if opt.eval_data and self.rank == 0:
             ecache = FrameCache(find_videos(opt.eval_data), self.cfg.size, cache_dir)
@@ -171,16 +173,14 @@ class Trainer:
             self.G_train, self.D_train = self.G, self.D
 
     def _load_init(self, model: IMF) -> None:
-        """Load --init weights. Weights from before keypoint tokens and the token flow keep what still
-        fits (E_T's stem and first stage, everything outside E_T); the new parts start fresh."""
-        cfg = self.cfg
-        legacy = not model.cfg.flow_grid and cfg == dataclasses.replace(
-            model.cfg, keypoints=cfg.keypoints, flow_grid=cfg.flow_grid, flow_hidden=cfg.flow_hidden)
-        if model.cfg != cfg and not legacy:
-            raise ValueError(f"--init weights have config {model.cfg}, not {cfg}")
+        """Load --init weights. Every tensor whose name and shape fit is kept; with another config
+        (another dm, the pixel path added, weights from before the token flow) the rest starts fresh."""
         own = self.G.state_dict()
         state = {k: v for k, v in model.state_dict().items() if k in own and own[k].shape == v.shape}
-        self.G.load_state_dict(state, strict=not legacy)
+        if model.cfg == self.cfg and len(state) != len(own):
+            raise ValueError("--init weights do not fit their own config")
+        self.G.load_state_dict(state, strict=False)
+        self.init_kept = (len(state), len(own))
 
     # ---- bookkeeping -------------------------------------------------------------------------
     @property

@@ -1,4 +1,5 @@
-"""The pixel path: the decoder can show the reference image, warped by the token flow, through D_F's mask."""
+"""The pixel path (the decoder can show the reference image, warped by the token flow, through D_F's mask),
+and the training options that came with it: even clip sampling, bf16 autocast and channels-last steps."""
 import dataclasses
 
 import numpy as np
@@ -100,3 +101,16 @@ def test_init_without_the_path_keeps_the_rest_and_one_step_trains_the_mask(tmp_p
     st = t.train_step()
     assert st["skipped"] == 0 and np.isfinite([st["l1"], st["perc"]]).all()
     assert not torch.equal(t.G.frame_decoder.mask.weight, mask_before)
+
+
+def test_bf16_channels_last_step_is_finite_and_trains(tmp_path):
+    data = _data(tmp_path / "d")
+    torch.manual_seed(0)
+    opts = dataclasses.replace(_opts(data, tmp_path / "run", bf16=True, channels_last=True), config=TINY)
+    t = Trainer(opts)
+    before = {k: v.clone() for k, v in t.G.state_dict().items()}
+    st = t.train_step()
+    assert st["skipped"] == 0 and np.isfinite([st["l1"], st["perc"]]).all()
+    changed = [k for k, v in t.G.state_dict().items() if not torch.equal(v, before[k])]
+    assert len(changed) > 0.5 * len(before)
+    assert all(p.dtype == torch.float32 for p in t.G.parameters())  # autocast: weights stay float32

@@ -64,6 +64,8 @@ class TrainOptions:
     max_gap: int = 0              # frames between reference and current at most (0: anywhere in the clip)
     seed: int = 0
     even_clips: bool = False      # draw every clip equally often instead of in proportion to its length
+    bf16: bool = False            # bfloat16 autocast on the CPU too (always on CUDA)
+    channels_last: bool = False   # channels-last memory format for G and D
     pixel_path: bool = False      # train a network with the pixel path (--init weights without it keep the rest)
     cache_dir: str = ""
     config: ModelConfig | None = None  # overrides size/dm (tests use a tiny network)
@@ -108,6 +110,13 @@ def evaluate(model: IMF, clips: list[torch.Tensor], device: torch.device, batch:
             "floor_psnr": float(np.mean(fps_)), "floor_msssim": float(np.mean(fms))}
 
 
+def _channels_last(net: torch.nn.Module) -> None:
+    """Channels-last weights for every plain convolution (modulated ones hold 5-D weights and stay)."""
+    for m in net.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            m.to(memory_format=torch.channels_last)
+
+
 class Trainer:
     def __init__(self, opt: TrainOptions, progress=None):
         self.opt = opt
@@ -148,10 +157,14 @@ class Trainer:
                 # already trained this way (MODEL_CARD.md, sixth session): off unless asked for.
                 normalize_token_path(self.G, self.sampler.batch(16, same_prob=1.0)[1].to(self.device))
                 restore_modulation_bias(self.G)
+        if opt.channels_last:
+            _channels_last(self.G)
         self.ema = copy.deepcopy(self.G).eval()
         for p in self.ema.parameters():
             p.requires_grad_(False)
         self.D = MultiScaleD().to(self.device)
+        if opt.channels_last:
+            _channels_last(self.D)
         motion = [p for n, p in self.G.named_parameters() if n.startswith(MOTION_PARAMS)]
         rest = [p for n, p in self.G.named_parameters() if not n.startswith(MOTION_PARAMS)]
         self.opt_g = torch.optim.Adam([{"params": rest}, {"params": motion, "lr": opt.lr * opt.motion_lr}],
@@ -251,7 +264,8 @@ class Trainer:
                 + attention_ce(attn[1], block_match(ref, cur, g8 // 2, 2))) / 2
 
     def _amp(self):
-        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+        on = self.device.type == "cuda" or self.opt.bf16
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=on)
 
     def _warmup_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """A warm-up batch of motion_batch pairs and the tokens of its references, then current frames."""
@@ -323,7 +337,8 @@ class Trainer:
             return self.flow_step()
         same = 1.0 if self.step < opt.ae_steps else opt.same_prob
         ref, cur = self.sampler.batch(opt.batch, same_prob=same)
-        ref, cur = ref.to(self.device), cur.to(self.device)
+        fmt = torch.channels_last if opt.channels_last else torch.contiguous_format
+        ref, cur = ref.to(self.device, memory_format=fmt), cur.to(self.device, memory_format=fmt)
         gan = self.step >= opt.gan_start
         amp = self._amp()
         self.G_train.train()

@@ -46,6 +46,12 @@ from .common import console, run_guarded
               help="Weight of the pull toward block matching's flow during the flow warm-up.")
 @click.option("--max-gap", type=click.IntRange(min=0), default=0, show_default=True,
               help="Most frames between a pair's reference and current frame (0: anywhere in the clip).")
+@click.option("--even-clips", is_flag=True, help="Draw every clip equally often (default: in proportion to its length).")
+@click.option("--pixel-path", is_flag=True,
+              help="Train a network with the pixel path (D_F's mask shows the warped reference); --init "
+                   "weights without it keep everything else.")
+@click.option("--bf16", is_flag=True, help="bfloat16 autocast on the CPU as well (always on CUDA).")
+@click.option("--channels-last", is_flag=True, help="Channels-last memory format for the networks.")
 @click.option("--max-minutes", type=float, default=0.0, show_default=True, help="Stop and save after this many minutes (0: no limit).")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default="", help="Frame cache folder (default: OUT/cache).")
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt.")
@@ -59,7 +65,7 @@ from .common import console, run_guarded
 @click.option("--seed", type=int, default=0, show_default=True)
 def train(data, eval_data, out, size, dm, steps, batch, lr, lr_decay, loss, ae_steps, gan_start, eval_every, token_l2,
           attn_sup, motion_lr, motion_steps, flow_steps, flow_sup, max_gap, max_minutes, cache_dir, resume, init, renormalize,
-          device, seed):
+          device, seed, even_clips, pixel_path, bf16, channels_last):
     """Train the IMF network on videos; the best EMA weights go to OUT/best.safetensors."""
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed and not dist.is_initialized():
@@ -70,7 +76,8 @@ def train(data, eval_data, out, size, dm, steps, batch, lr, lr_decay, loss, ae_s
                        ae_steps=ae_steps, gan_start=gan_start, eval_data=list(eval_data), eval_every=eval_every,
                        token_l2=token_l2, attn_sup=attn_sup, motion_lr=motion_lr, motion_steps=motion_steps,
                        flow_steps=flow_steps, flow_sup=flow_sup, max_gap=max_gap, max_minutes=max_minutes, cache_dir=cache_dir, resume=resume, init=init, renormalize=renormalize,
-                       device=device, seed=seed)
+                       device=device, seed=seed, even_clips=even_clips, pixel_path=pixel_path,
+                       bf16=bf16, channels_last=channels_last)
 
     def go():
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn

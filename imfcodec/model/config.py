@@ -21,6 +21,7 @@ class ModelConfig:
     keypoints: bool = True     # E_T's token: dm/2 soft-argmax (x, y) positions, or an MLP's output
     flow_grid: int = 16        # token-driven coarse warp of the reference before attention (0: none)
     flow_hidden: int = 512     # width of its MLP
+    pixel_path: bool = False   # blend the reference image, warped by the token flow, into the output (D_F's mask)
 
     def __post_init__(self):
         if self.size % 32:

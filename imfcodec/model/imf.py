@@ -22,6 +22,7 @@ class Reference:
     keys8: torch.Tensor     # (B, N8, attn_dim)
     keys16: torch.Tensor    # (B, N16, attn_dim)
     feats: list[torch.Tensor]  # E_F's maps at 1/2 .. 1/16 (warped per frame when the model has a flow)
+    image: torch.Tensor | None = None  # the reference frame itself, for the pixel path
 
 
 class IMF(nn.Module):
@@ -49,7 +50,8 @@ class IMF(nn.Module):
         feats = self.feature_encoder(frame)
         token = self.token_encoder(frame)
         m8, m16 = self.token_decoder(token)
-        return Reference(token=token, keys8=self.align8.keys(m8), keys16=self.align16.keys(m16), feats=feats)
+        return Reference(token=token, keys8=self.align8.keys(m8), keys16=self.align16.keys(m16), feats=feats,
+                         image=frame if self.cfg.pixel_path else None)
 
     def synthesize(self, tokens: torch.Tensor, ref: Reference,
                    return_attention: bool = False) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
@@ -60,6 +62,7 @@ class IMF(nn.Module):
         w = list(cfg.widths)
         m8, m16 = self.token_decoder(tokens)
         feats = ref.feats
+        flow = None
         if self.flow is not None:
             flow = self.flow(tokens, ref.token)
             feats = [warp(f, flow) for f in feats]
@@ -69,8 +72,18 @@ class IMF(nn.Module):
         a8 = self.align8.aligned(att8, to_tokens(fold_fine(feats[:3])))
         a8 = torch.cat([self.refine8(a8[..., :w[2]]), a8[..., w[2]:]], dim=-1)
         feats = unfold_fine(to_map(a8, g8, g8), w[:3]) + [to_map(a16, g16, g16)]
-        frames = self.frame_decoder(feats, m8, m16)
+        frames, mask = self.frame_decoder(feats, m8, m16)
+        if mask is not None:
+            frames = self._show_reference(frames, mask, ref.image, flow)
         return (frames, [att8, att16]) if return_attention else frames
+
+    @staticmethod
+    def _show_reference(generated: torch.Tensor, mask: torch.Tensor, image: torch.Tensor,
+                        flow: torch.Tensor | None) -> torch.Tensor:
+        """The pixel path: where the mask is 1 the output is the reference image warped by the token flow
+        (full resolution, so the keyframe's detail survives), where it is 0 what D_F generated."""
+        warped = image.expand(len(generated), -1, -1, -1) if flow is None else warp(image, flow)
+        return mask * warped.to(generated.dtype) + (1 - mask) * generated
 
     def forward(self, ref_frames: torch.Tensor, cur_frames: torch.Tensor,
                 return_aux: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:

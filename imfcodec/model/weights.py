@@ -89,3 +89,13 @@ def load_weights(path: str, device: str | torch.device = "cpu") -> LoadedModel:
 def shipped_path(dm: int = 32, size: int = 256) -> str:
     """Path of the packaged weights for a token size (the file may not exist for every dm)."""
     return str(resources.files("imfcodec").joinpath(SHIPPED_DIR, f"imf-dm{dm}-{size}.safetensors"))
+
+
+def find_shipped(model_id: bytes) -> str | None:
+    """The packaged weights file whose SHA-256 is model_id (the zoo keeps earlier releases' weights, so
+    that files made with them still decode), or None."""
+    folder = resources.files("imfcodec").joinpath(SHIPPED_DIR)
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".safetensors") and file_id(str(entry)) == model_id:
+            return str(entry)
+    return None

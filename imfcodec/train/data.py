@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from ..video_io import read_frames, to_model
 
-VIDEO_EXTS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".y4m", ".m4v")
+VIDEO_EXTS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".y4m", ".m4v", ".mpg", ".mpeg")
 
 
 def find_videos(dirs: list[str]) -> list[str]:
@@ -87,17 +87,19 @@ class FrameCache:
 
 
 class PairSampler:
-    """Draws batches of (reference, current) pairs: a clip chosen in proportion to its length, two frames
+    """Draws batches of (reference, current) pairs: a clip chosen in proportion to its length (or, with
+    `even`, every clip equally often, so that one long clip does not outweigh many people), two frames
     of it at a random distance, then one random flip, scale-and-shift and colour jitter shared by both.
     With probability `same_prob` the current frame is the reference (an autoencoding pair). `max_gap`
     (frames, 0: the whole clip) keeps pairs close, where motion is small enough for attention to learn."""
 
-    def __init__(self, cache: FrameCache, seed: int = 0, augment: bool = True, max_gap: int = 0):
+    def __init__(self, cache: FrameCache, seed: int = 0, augment: bool = True, max_gap: int = 0,
+                 even: bool = False):
         self.cache = cache
         self.max_gap = max_gap
         self.rng = np.random.default_rng(seed)
         self.augment = augment
-        counts = np.array([c.count for c in cache.clips], dtype=np.float64)
+        counts = np.array([1 if even else c.count for c in cache.clips], dtype=np.float64)
         self.p = counts / counts.sum()
 
     def batch(self, n: int, same_prob: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:

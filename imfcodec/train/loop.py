@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import dataclasses
 import math
 import os
 import time
@@ -64,6 +63,10 @@ class TrainOptions:
     flow_sup: float = 1.0         # weight of the pull toward block matching's flow in that warm-up
     max_gap: int = 0              # frames between reference and current at most (0: anywhere in the clip)
     seed: int = 0
+    even_clips: bool = False      # draw every clip equally often instead of in proportion to its length
+    bf16: bool = False            # bfloat16 autocast on the CPU too (always on CUDA)
+    channels_last: bool = False   # channels-last memory format for G and D
+    pixel_path: bool = False      # train a network with the pixel path (--init weights without it keep the rest)
     cache_dir: str = ""
     config: ModelConfig | None = None  # overrides size/dm (tests use a tiny network)
     log_every: int = 25
@@ -107,6 +110,13 @@ def evaluate(model: IMF, clips: list[torch.Tensor], device: torch.device, batch:
             "floor_psnr": float(np.mean(fps_)), "floor_msssim": float(np.mean(fms))}
 
 
+def _channels_last(net: torch.nn.Module) -> None:
+    """Channels-last weights for every plain convolution (modulated ones hold 5-D weights and stay)."""
+    for m in net.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            m.to(memory_format=torch.channels_last)
+
+
 class Trainer:
     def __init__(self, opt: TrainOptions, progress=None):
         self.opt = opt
@@ -118,7 +128,7 @@ class Trainer:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         torch.manual_seed(opt.seed)
-        self.cfg = opt.config or ModelConfig(size=opt.size, dm=opt.dm)
+        self.cfg = opt.config or ModelConfig(size=opt.size, dm=opt.dm, pixel_path=opt.pixel_path)
         os.makedirs(opt.out, exist_ok=True)
         cache_dir = opt.cache_dir or os.path.join(opt.out, "cache")
         videos = find_videos(opt.data)
@@ -129,7 +139,8 @@ class Trainer:
         self._barrier()
         if self.rank != 0:
             self.cache = FrameCache(videos, self.cfg.size, cache_dir)
-        self.sampler = PairSampler(self.cache, seed=opt.seed * 1000 + self.rank, max_gap=opt.max_gap)
+        self.sampler = PairSampler(self.cache, seed=opt.seed * 1000 + self.rank, max_gap=opt.max_gap,
+                                   even=opt.even_clips)
         self.eval_clips = []
         if opt.eval_data and self.rank == 0:
             ecache = FrameCache(find_videos(opt.eval_data), self.cfg.size, cache_dir)
@@ -146,10 +157,14 @@ class Trainer:
                 # already trained this way (MODEL_CARD.md, sixth session): off unless asked for.
                 normalize_token_path(self.G, self.sampler.batch(16, same_prob=1.0)[1].to(self.device))
                 restore_modulation_bias(self.G)
+        if opt.channels_last:
+            _channels_last(self.G)
         self.ema = copy.deepcopy(self.G).eval()
         for p in self.ema.parameters():
             p.requires_grad_(False)
         self.D = MultiScaleD().to(self.device)
+        if opt.channels_last:
+            _channels_last(self.D)
         motion = [p for n, p in self.G.named_parameters() if n.startswith(MOTION_PARAMS)]
         rest = [p for n, p in self.G.named_parameters() if not n.startswith(MOTION_PARAMS)]
         self.opt_g = torch.optim.Adam([{"params": rest}, {"params": motion, "lr": opt.lr * opt.motion_lr}],
@@ -171,16 +186,14 @@ class Trainer:
             self.G_train, self.D_train = self.G, self.D
 
     def _load_init(self, model: IMF) -> None:
-        """Load --init weights. Weights from before keypoint tokens and the token flow keep what still
-        fits (E_T's stem and first stage, everything outside E_T); the new parts start fresh."""
-        cfg = self.cfg
-        legacy = not model.cfg.flow_grid and cfg == dataclasses.replace(
-            model.cfg, keypoints=cfg.keypoints, flow_grid=cfg.flow_grid, flow_hidden=cfg.flow_hidden)
-        if model.cfg != cfg and not legacy:
-            raise ValueError(f"--init weights have config {model.cfg}, not {cfg}")
+        """Load --init weights. Every tensor whose name and shape fit is kept; with another config
+        (another dm, the pixel path added, weights from before the token flow) the rest starts fresh."""
         own = self.G.state_dict()
         state = {k: v for k, v in model.state_dict().items() if k in own and own[k].shape == v.shape}
-        self.G.load_state_dict(state, strict=not legacy)
+        if model.cfg == self.cfg and len(state) != len(own):
+            raise ValueError("--init weights do not fit their own config")
+        self.G.load_state_dict(state, strict=False)
+        self.init_kept = (len(state), len(own))
 
     # ---- bookkeeping -------------------------------------------------------------------------
     @property
@@ -251,7 +264,8 @@ class Trainer:
                 + attention_ce(attn[1], block_match(ref, cur, g8 // 2, 2))) / 2
 
     def _amp(self):
-        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+        on = self.device.type == "cuda" or self.opt.bf16
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=on)
 
     def _warmup_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """A warm-up batch of motion_batch pairs and the tokens of its references, then current frames."""
@@ -323,7 +337,8 @@ class Trainer:
             return self.flow_step()
         same = 1.0 if self.step < opt.ae_steps else opt.same_prob
         ref, cur = self.sampler.batch(opt.batch, same_prob=same)
-        ref, cur = ref.to(self.device), cur.to(self.device)
+        fmt = torch.channels_last if opt.channels_last else torch.contiguous_format
+        ref, cur = ref.to(self.device, memory_format=fmt), cur.to(self.device, memory_format=fmt)
         gan = self.step >= opt.gan_start
         amp = self._amp()
         self.G_train.train()

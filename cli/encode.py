@@ -5,7 +5,6 @@ import click
 from click.core import ParameterSource
 
 from imfcodec import keyframe
-from imfcodec.bitstream import KEYFRAME_CODECS
 from imfcodec.codec import DEFAULT_ZFP_RATE, KEYFRAME_POSITIONS, EncodeOptions, encode_file
 from imfcodec.fast import SYNTHESIS
 from imfcodec.presets import DEFAULT_PRESET, PRESETS, ignored, preset_options
@@ -47,7 +46,7 @@ def by_preset(field: str) -> str:
                       "own; --token-codec learned)."),
     click.option("--resize", type=click.Choice(["crop", "stretch", "pad"]), default="crop", show_default=True,
                  help="How frames map to the model's square size: centre crop, stretch, or letterbox."),
-    click.option("--keyframe-codec", type=click.Choice(list(KEYFRAME_CODECS)), default=keyframe.DEFAULT_CODEC,
+    click.option("--keyframe-codec", type=click.Choice(keyframe.CODECS), default=keyframe.DEFAULT_CODEC,
                  show_default=True, help="Intra codec of the keyframes."),
     click.option("--keyframe-quality", type=click.IntRange(0, 63), default=keyframe.DEFAULT_QUALITY,
                  show_default=True, help="Keyframe CRF (lower = better, more bytes)."),

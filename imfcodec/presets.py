@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .codec import EncodeOptions
+from .options import EncodeOptions
 
 PRESETS: dict[str, dict] = {
     "realtime": dict(keyframe_position="start", refine_steps=0, adapt_steps=0, plan_segments=1,

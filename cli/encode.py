@@ -9,7 +9,7 @@ from imfcodec.codec import DEFAULT_ZFP_RATE, KEYFRAME_POSITIONS, EncodeOptions, 
 from imfcodec.fast import SYNTHESIS
 from imfcodec.presets import DEFAULT_PRESET, PRESETS, ignored, preset_options
 
-from .common import console, network_options, print_json, progress_bar, run_guarded, set_threads
+from .common import console, fail, network_options, print_json, progress_bar, run_guarded, set_threads
 from .help import GroupedCommand, grouped
 
 _BASE = EncodeOptions()
@@ -29,7 +29,8 @@ def by_preset(field: str) -> str:
 @grouped(
     "Options",
     click.option("-o", "--output", "dst", required=True, type=click.Path(dir_okay=False),
-                 help="Output .imf file."),
+                 help="Output .imf file; - writes it to standard output as a 4.0 stream, flushed chunk by "
+                      "chunk as frames are coded."),
     click.option("--preset", type=click.Choice(list(PRESETS)), default=DEFAULT_PRESET, show_default=True,
                  help="A bundle of the search options below, each of which still overrides it: realtime (low "
                       "delay, frames coded as they arrive, no search: for calls), balanced (keyframes chosen "
@@ -106,8 +107,10 @@ def by_preset(field: str) -> str:
 @network_options
 @click.pass_context
 def encode(ctx, src, dst, preset, **kw):
-    """Encode the video SRC into an .imf file."""
+    """Encode the video SRC (- : y4m or another streamable format on standard input) into an .imf file."""
     quiet, as_json = kw.pop("quiet"), kw.pop("as_json")
+    if as_json and dst == "-":
+        fail("--json prints on standard output, which -o - writes the .imf to: use one or the other")
     set_threads(kw.pop("threads"))
     given = {k for k in kw if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE}
     try:

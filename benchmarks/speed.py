@@ -1,13 +1,14 @@
 """Speed of imfcodec's presets on this machine, end to end, against x265 and SVT-AV1.
 
     python benchmarks/speed.py [--clip ../shared/data/eval/lia-vox-driving2.mp4] [--frames 200]
-        [--archive-frames 12] [--call-threads 1] [--profile]
+        [--balanced-frames 100] [--archive-frames 12] [--call-threads 1] [--call-decode-threads N] [--profile]
 
-For one 256x256 clip (its first --frames frames, written as y4m first) it runs, each as its own process
+For one 256x256 clip (its first --frames frames, written as y4m first; beyond its length the clip plays
+backward, then forward again, so that a long run has no cut) it runs, each as its own process
 timed from start to exit (Python's start, the weights and the output file included), one at a time:
 
-* `imfcodec encode --preset P` and `imfcodec decode` (to .y4m) for each preset; the archive preset on
-  --archive-frames frames only (it runs at about 0.13 fps);
+* `imfcodec encode --preset P` and `imfcodec decode` (to .y4m) for each preset; the balanced preset on
+  --balanced-frames frames and the archive preset on --archive-frames only (they run at about 3 and 0.13 fps);
 * `imfcodec decode --synthesis exact` of the realtime file: the plain float32 decoder, and how far the
   fast one's PSNR is from it;
 * **a two-way call**: a realtime encode of the clip and a decode of the realtime file from the step above
@@ -29,6 +30,7 @@ import pstats
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import numpy as np
@@ -45,8 +47,16 @@ PRESETS = ("realtime", "balanced", "archive")
 ANCHOR_RATES = {"x265": 51, "svtav1": 63}
 
 
+#: Runs a command and prints its peak RSS (KiB) as the last line of stderr. A child's peak RSS counts the
+#: memory of the process it was forked from, so each command is started from this small launcher rather
+#: than from the benchmark, which holds the clip's frames.
+LAUNCH = ("import os, sys; pid = os.posix_spawn(sys.argv[1], sys.argv[1:], os.environ); "
+          "_, st, ru = os.wait4(pid, 0); print(ru.ru_maxrss, file=sys.stderr); "
+          "sys.exit(os.waitstatus_to_exitcode(st))")
+
+
 def imfcodec(*args: str) -> list[str]:
-    return [sys.executable, "-m", "cli.main", *args]
+    return [sys.executable, "-c", LAUNCH, sys.executable, "-m", "cli.main", *args]
 
 
 def start(cmd: list[str]) -> tuple[subprocess.Popen, float]:
@@ -55,20 +65,26 @@ def start(cmd: list[str]) -> tuple[subprocess.Popen, float]:
 
 def finish(proc: subprocess.Popen, t0: float) -> tuple[float, float, float]:
     """Wait for proc: (wall seconds, peak RSS in MiB, end time)."""
-    _, status, usage = os.wait4(proc.pid, 0)
-    end = time.perf_counter()
-    proc.returncode = os.waitstatus_to_exitcode(status)
     err = proc.stderr.read().decode(errors="replace")
+    proc.wait()
+    end = time.perf_counter()
     if proc.returncode:
-        raise SystemExit(f"failed ({proc.returncode}): {' '.join(proc.args)}\n{err}")
-    return end - t0, usage.ru_maxrss / 1024, end
+        raise SystemExit(f"failed ({proc.returncode}): {' '.join(proc.args[3:])}\n{err}")
+    return end - t0, int(err.strip().splitlines()[-1]) / 1024, end
 
 
 def timed(cmd: list[str]) -> tuple[float, float]:
-    print("  running:", " ".join(cmd[2:]), file=sys.stderr, flush=True)
+    print("  running:", " ".join(cmd[5:]), file=sys.stderr, flush=True)
     proc, t0 = start(cmd)
     wall, rss, _ = finish(proc, t0)
     return wall, rss
+
+
+def pingpong(clip, order: list[int]):
+    """The clip's frames in the given order (RGB and its 4:2:0 planes)."""
+    import dataclasses
+    from imfcodec.bench.clip import Yuv420
+    return dataclasses.replace(clip, rgb=clip.rgb[order], yuv=Yuv420(clip.yuv.packed[order]))
 
 
 def frames_of(path: str, n: int | None = None) -> np.ndarray:
@@ -117,8 +133,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clip", default=os.path.join(ROOT, "..", "shared", "data", "eval", "lia-vox-driving2.mp4"))
     ap.add_argument("--frames", type=int, default=200)
+    ap.add_argument("--balanced-frames", type=int, default=100)
     ap.add_argument("--archive-frames", type=int, default=12)
-    ap.add_argument("--call-threads", type=int, default=1)
+    ap.add_argument("--call-threads", type=int, default=1, help="threads of each end of the call (0: default)")
+    ap.add_argument("--call-decode-threads", type=int, default=0, help="the decoder's, if not --call-threads")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--keep", help="folder to keep the files in (default: a temporary one)")
     a = ap.parse_args()
@@ -126,6 +144,12 @@ def main() -> None:
     work = a.keep or tempfile.mkdtemp(prefix="imfcodec-speed-")
     os.makedirs(work, exist_ok=True)
     clip = read_clip(a.clip, 256, a.frames)
+    if len(clip.rgb) < a.frames:  # longer than the clip: play it forward, backward, forward... (no cuts)
+        m, order, fwd = len(clip.rgb), [], True
+        while len(order) < a.frames:
+            order += list(range(m)) if fwd else list(range(m - 2, 0, -1))
+            fwd = not fwd
+        clip = pingpong(clip, order[:a.frames])
     n = len(clip.rgb)
     src = os.path.join(work, "clip.y4m")
     with VideoWriter(src, 256, 256, probe(a.clip).fps) as w:
@@ -138,7 +162,7 @@ def main() -> None:
 
     rows = []
     for p in PRESETS:
-        frames = min(n, a.archive_frames) if p == "archive" else n
+        frames = min(n, {"archive": a.archive_frames, "balanced": a.balanced_frames}.get(p, n))
         imf, rec = os.path.join(work, f"{p}.imf"), os.path.join(work, f"{p}.y4m")
         ew, er = timed(imfcodec("encode", src, "-o", imf, "--preset", p, "--frames", str(frames), "-q"))
         dw, dr = timed(imfcodec("decode", imf, "-o", rec, "-q"))
@@ -158,18 +182,15 @@ def main() -> None:
     th = ["--threads", str(a.call_threads)] if a.call_threads else []
     enc, e0 = start(imfcodec("encode", src, "-o", os.path.join(work, "call.imf"), "--preset", "realtime",
                              "-q", *th))
-    dec, d0 = start(imfcodec("decode", rt, "-o", os.path.join(work, "call.y4m"), "-q", *th))
+    dth = ["--threads", str(a.call_decode_threads)] if a.call_decode_threads else th
+    dec, d0 = start(imfcodec("decode", rt, "-o", os.path.join(work, "call.y4m"), "-q", *dth))
     results = {}
-    procs = {enc.pid: ("encode", enc, e0), dec.pid: ("decode", dec, d0)}
-    while procs:
-        pid, status, usage = os.wait4(-1, 0)
-        if pid not in procs:
-            continue
-        name, proc, t0 = procs.pop(pid)
-        end = time.perf_counter()
-        if os.waitstatus_to_exitcode(status):
-            raise SystemExit(f"call {name} failed: {proc.stderr.read().decode(errors='replace')}")
-        results[name] = (end - t0, usage.ru_maxrss / 1024, end)
+    waiters = [threading.Thread(target=lambda k, p, t: results.__setitem__(k, finish(p, t)), args=args)
+               for args in (("encode", enc, e0), ("decode", dec, d0))]
+    for w in waiters:
+        w.start()
+    for w in waiters:
+        w.join()
     (ew, er, ee), (dw, dr, de) = results["encode"], results["decode"]
     overlap = (min(ee, de) - max(e0, d0)) / max(ew, dw)
 
@@ -185,7 +206,8 @@ def main() -> None:
         r = "" if erss != erss else f"{erss:.0f}"
         print(f"| {name} | {f} | {e} | {r} | {dfps:.1f} | {drss:.0f} | {bpp:.4f} | {psnr:.2f} |")
     print(f"| **two-way call** (realtime encode of the clip and decode of the realtime file at once, "
-          f"{a.call_threads or 'default'} thread(s) each; overlap {100 * overlap:.0f} %) | {n} | **{n / ew:.1f}** | "
+          f"threads: encode {a.call_threads or 'default'}, decode {a.call_decode_threads or a.call_threads or 'default'}; "
+          f"overlap {100 * overlap:.0f} %) | {n} | **{n / ew:.1f}** | "
           f"{er:.0f} | **{n / dw:.1f}** | {dr:.0f} | | |")
     for name, crf, efps, dfps, bpp in anchors:
         print(f"| {name} crf {crf} (PyAV, 1 thread) | {n} | {efps:.1f} | | {dfps:.1f} | | {bpp:.4f} | |")
@@ -193,8 +215,8 @@ def main() -> None:
           f"{p_fast - p_exact:+.3f} dB PSNR-RGB against the source ({p_fast:.3f} / {p_exact:.3f})")
     rt_enc, rt_dec = rows[0][2], rows[0][4]
     for name, crf, efps, dfps, _ in anchors:
-        print(f"imfcodec realtime / {name} crf {crf}: encode {rt_enc / efps:.2f}x, decode {rt_dec / dfps:.3f}x "
-              f"(in the call: {n / ew / efps:.2f}x, {n / dw / dfps:.3f}x)")
+        print(f"imfcodec realtime / {name} crf {crf}: encode {rt_enc / efps:.3g}x, decode {rt_dec / dfps:.3g}x "
+              f"(in the call: {n / ew / efps:.3g}x, {n / dw / dfps:.3g}x)")
     print("(imfcodec's fps include process start and loading the weights; the anchors' are their "
           "encoders' and decoders' own, in this process)")
     if a.profile:

@@ -134,8 +134,8 @@ class Encoder:
             self.put_tokens(first, toks)
             pending = []
 
-        def serves() -> int:  # frames until the next keyframe falls due (or the expected end, when known)
-            left = max(1, self.expected - last_key) if self.expected else o.keyframe_interval or 1
+        def serves() -> int:  # frames until the next keyframe falls due (or the expected end)
+            left = max(1, self.expected - last_key)
             return min(o.keyframe_interval, left) if o.keyframe_interval else left
 
         def keyframe_due(n: int) -> bool:

@@ -57,7 +57,7 @@ from .common import console, network_options, print_json, progress_bar, run_guar
 @click.option("--refine", "refine_steps", type=click.IntRange(0, 10000), default=DEFAULT_REFINE_STEPS,
               show_default=True,
               help="Token refinement steps per frame (gradient steps through the decoder; 0 = off: "
-                   "encoding about 75x faster on a CPU, lower quality).")
+                   "much faster encoding, lower quality; MODEL_CARD.md measures both).")
 @click.option("--max-bpp", type=click.FloatRange(min=0), default=0, show_default=True,
               help="Rate cap over the whole file, in bits per pixel at the model size (0.01 at 256x256 and "
                    "25 fps is 16.4 kbit/s): the keyframes of a planned window that would exceed it are coded "

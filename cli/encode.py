@@ -4,7 +4,6 @@ from __future__ import annotations
 import click
 
 from imfcodec import keyframe
-from imfcodec.bitstream import KEYFRAME_CODECS
 from imfcodec.codec import (DEFAULT_KEYFRAME_CANDIDATES, DEFAULT_KEYFRAME_INTERVAL, DEFAULT_KEYFRAME_PSNR,
                             DEFAULT_PLAN_SEGMENTS, DEFAULT_ZFP_RATE, KEYFRAME_POSITIONS, EncodeOptions,
                             encode_file)
@@ -27,7 +26,7 @@ from .common import console, network_options, print_json, progress_bar, run_guar
               help="Quantization step of the learned token codec, in token units (default: the prior's own).")
 @click.option("--resize", type=click.Choice(["crop", "stretch", "pad"]), default="crop", show_default=True,
               help="How frames map to the model's square size: centre crop, stretch, or letterbox.")
-@click.option("--keyframe-codec", type=click.Choice(list(KEYFRAME_CODECS)), default=keyframe.DEFAULT_CODEC,
+@click.option("--keyframe-codec", type=click.Choice(keyframe.CODECS), default=keyframe.DEFAULT_CODEC,
               show_default=True,
               help="Intra codec of the keyframes.")
 @click.option("--keyframe-quality", type=click.IntRange(0, 63), default=keyframe.DEFAULT_QUALITY, show_default=True,
@@ -58,7 +57,7 @@ from .common import console, network_options, print_json, progress_bar, run_guar
 @click.option("--refine", "refine_steps", type=click.IntRange(0, 10000), default=DEFAULT_REFINE_STEPS,
               show_default=True,
               help="Token refinement steps per frame (gradient steps through the decoder; 0 = off: "
-                   "encoding about 75x faster on a CPU, lower quality).")
+                   "much faster encoding, lower quality; MODEL_CARD.md measures both).")
 @click.option("--max-bpp", type=click.FloatRange(min=0), default=0, show_default=True,
               help="Rate cap over the whole file, in bits per pixel at the model size (0.01 at 256x256 and "
                    "25 fps is 16.4 kbit/s): the keyframes of a planned window that would exceed it are coded "

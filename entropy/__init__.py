@@ -1,4 +1,6 @@
 """Token coders behind one interface (:class:`TokenCoder`): ZFP fixed-rate and the learned prior."""
+from typing import Sequence
+
 from .base import CODEC_IDS, TokenCoder
 from .zfp import ZfpCoder
 
@@ -6,7 +8,7 @@ __all__ = ["CODEC_IDS", "TokenCoder", "ZfpCoder", "make_coder", "coder_from_head
 
 
 def make_coder(name: str, dm: int, **kw) -> TokenCoder:
-    """A coder for encoding: `zfp` takes rate=, `learned` takes qstep= (and prior=)."""
+    """A coder for encoding: `zfp` takes rate=, `learned` takes prior= (a file) and qstep=."""
     if name == "zfp":
         return ZfpCoder(dm, kw.get("rate", 8.0))
     if name == "learned":
@@ -15,11 +17,11 @@ def make_coder(name: str, dm: int, **kw) -> TokenCoder:
     raise ValueError(f"unknown token codec {name!r} (known: {', '.join(CODEC_IDS)})")
 
 
-def coder_from_header(codec_id: int, dm: int, params: bytes) -> TokenCoder:
-    """The decoder's coder, rebuilt from what the header stores."""
+def coder_from_header(codec_id: int, dm: int, params: bytes, priors: Sequence[str] = ()) -> TokenCoder:
+    """The decoder's coder, rebuilt from what the header stores (a learned coder's prior among priors)."""
     if codec_id == CODEC_IDS["zfp"]:
         return ZfpCoder.from_params(dm, params)
     if codec_id == CODEC_IDS["learned"]:
         from .learned import LearnedCoder
-        return LearnedCoder.from_params(dm, params)
+        return LearnedCoder.from_params(dm, params, priors)
     raise ValueError(f"unknown token codec id {codec_id}")

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..frames import to_tensor
 from ..video_io import read_frames, to_model
 
 VIDEO_EXTS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".y4m", ".m4v", ".mpg", ".mpeg")
@@ -90,13 +91,10 @@ class PairSampler:
     """Draws batches of (reference, current) pairs: a clip chosen in proportion to its length (or, with
     `even`, every clip equally often, so that one long clip does not outweigh many people), two frames
     of it at a random distance, then one random flip, scale-and-shift and colour jitter shared by both.
-    With probability `same_prob` the current frame is the reference (an autoencoding pair). `max_gap`
-    (frames, 0: the whole clip) keeps pairs close, where motion is small enough for attention to learn."""
+    With probability `same_prob` the current frame is the reference (an autoencoding pair)."""
 
-    def __init__(self, cache: FrameCache, seed: int = 0, augment: bool = True, max_gap: int = 0,
-                 even: bool = False):
+    def __init__(self, cache: FrameCache, seed: int = 0, augment: bool = True, even: bool = False):
         self.cache = cache
-        self.max_gap = max_gap
         self.rng = np.random.default_rng(seed)
         self.augment = augment
         counts = np.array([1 if even else c.count for c in cache.clips], dtype=np.float64)
@@ -109,14 +107,11 @@ class PairSampler:
             r = int(self.rng.integers(clip.count))
             if self.rng.random() < same_prob:
                 c = r
-            elif self.max_gap:
-                c = int(self.rng.integers(max(0, r - self.max_gap), min(clip.count, r + self.max_gap + 1)))
             else:
                 c = int(self.rng.integers(clip.count))
             refs.append(np.asarray(self.cache.frames[clip.start + r]))
             curs.append(self.cache.frames[clip.start + c])
-        ref = torch.from_numpy(np.stack(refs)).permute(0, 3, 1, 2).float() / 255
-        cur = torch.from_numpy(np.stack(curs)).permute(0, 3, 1, 2).float() / 255
+        ref, cur = to_tensor(refs), to_tensor(curs)
         if self.augment:
             ref, cur = self._augment(ref, cur)
         return ref, cur
@@ -144,5 +139,4 @@ def load_clip(cache: FrameCache, index: int, max_frames: int | None = None, stri
     """Frames of one cached clip as a float tensor (T, 3, S, S) in [0, 1]."""
     c = cache.clips[index]
     n = c.count if max_frames is None else min(c.count, max_frames)
-    arr = np.array(cache.frames[c.start:c.start + n:stride])
-    return torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 255
+    return to_tensor(np.array(cache.frames[c.start:c.start + n:stride]))

@@ -136,3 +136,26 @@ def test_damaged_files_are_refused_or_decode_to_their_frame_count(encoded, tiny,
         path.write_bytes(with_payload(data, c, bytes(payload)))
         counts[outcome(path, tiny)] += 1
     assert sum(counts.values()) == 30 and counts["refused"] > 0 and counts["decoded"] > 0, counts
+
+
+def test_a_file_finds_the_zoo_weights_it_was_made_with(tmp_path, clip, monkeypatch):
+    """Without --weights the decoder takes the installed weights whose id the header names, not only the
+    current release's; with none installed it says so in one line."""
+    from imfcodec import runtime
+    from imfcodec.codec import DecodeOptions, encode_file
+    from imfcodec.model.weights import find_shipped
+    from tests.conftest import enc_opts, tiny_weights
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    old = tiny_weights(zoo / "imf-dm16-64-r1.safetensors", seed=3, steps=5)
+    tiny_weights(zoo / "imf-dm16-64.safetensors", seed=4, steps=5)
+    out = tmp_path / "old.imf"
+    encode_file(str(clip), str(out), enc_opts(old))
+    want = decode_file(str(out), None, dec_opts(old), keep_frames=True).frames_rgb
+    monkeypatch.setattr(runtime, "shipped_path", lambda dm, size=256: str(zoo / "imf-dm16-64.safetensors"))
+    monkeypatch.setattr(runtime, "find_shipped", lambda model_id: find_shipped(model_id, str(zoo)))
+    got = decode_file(str(out), None, DecodeOptions(), keep_frames=True).frames_rgb
+    assert all(np.array_equal(a, b) for a, b in zip(want, got)) and len(got) == len(want)
+    os.remove(old)
+    with pytest.raises(UserError, match="no installed weights have its id"):
+        decode_file(str(out), None, DecodeOptions(), keep_frames=True)

@@ -64,10 +64,11 @@ def repeat_keyframes(path: str) -> np.ndarray:
 def _model_for(src: str, h: bs.Header, opts: DecodeOptions) -> tuple[IMF, torch.device]:
     """The network that made src, on the device asked for; UserError when the weights are not it."""
     device = pick_device(opts.device)
-    lm = resolve_model(opts.weights, h.dm, device, opts.allow_untrained)
+    lm = resolve_model(opts.weights, h.dm, device, opts.allow_untrained, h.model_id)
     if lm.model_id != h.model_id:
         raise UserError(f"{src} was made with other weights (model id {h.model_id.hex()[:16]}…), "
-                        f"not {os.path.basename(lm.path)} ({lm.model_id.hex()[:16]}…); pass the right --weights")
+                        f"not {os.path.basename(lm.path)} ({lm.model_id.hex()[:16]}…), and no installed weights "
+                        f"have its id: pass the weights it was made with (--weights)")
     model = lm.model
     if (model.cfg.size, model.cfg.size, model.cfg.dm) != (h.width, h.height, h.dm):
         raise UserError("the weights do not match the file's coded size or token size")

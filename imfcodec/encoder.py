@@ -68,6 +68,7 @@ class Encoder:
         self.kept: list[np.ndarray] = []
 
     def advance(self, k: int) -> None:
+        """Account for k more frames coded (or planned into chunks about to be written)."""
         self.tally.frames += k
         if self.progress:
             self.progress(self.tally.frames)
@@ -82,6 +83,7 @@ class Encoder:
         return [n for n in (c,) * (before // c) + (before % c,) + (c,) * (after // c) + (after % c,) if n]
 
     def put_keyframe(self, n: int, data: bytes, advance: bool = True) -> None:
+        """Write the keyframe data of frame n; the token coder's context restarts."""
         self.w.chunk(bs.KEYF, bs.pack_keyframe(n, data))
         self.tally.key_bytes += len(data)
         self.coder.reset()
@@ -89,6 +91,7 @@ class Encoder:
             self.advance(1)
 
     def put_tokens(self, start: int, toks: list[torch.Tensor]) -> None:
+        """Write the token batches toks, frames start on, as one chunk."""
         t = torch.cat(toks) if toks else None
         if t is None or not len(t):
             return  # no frames in this run

@@ -91,11 +91,12 @@ def shipped_path(dm: int = 32, size: int = 256) -> str:
     return str(resources.files("imfcodec").joinpath(SHIPPED_DIR, f"imf-dm{dm}-{size}.safetensors"))
 
 
-def find_shipped(model_id: bytes) -> str | None:
-    """The packaged weights file whose SHA-256 is model_id (the zoo keeps earlier releases' weights, so
-    that files made with them still decode), or None."""
-    folder = resources.files("imfcodec").joinpath(SHIPPED_DIR)
-    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
-        if entry.name.endswith(".safetensors") and file_id(str(entry)) == model_id:
-            return str(entry)
+def find_shipped(model_id: bytes, folder: str | None = None) -> str | None:
+    """The packaged weights file (or one in folder) whose SHA-256 is model_id, or None. The zoo keeps
+    earlier releases' weights, so that files made with them still decode."""
+    root = folder or str(resources.files("imfcodec").joinpath(SHIPPED_DIR))
+    for name in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+        path = os.path.join(root, name)
+        if name.startswith("imf-") and name.endswith(".safetensors") and file_id(path) == model_id:
+            return path
     return None

@@ -11,8 +11,7 @@ from imfcodec import bitstream as bs
 from imfcodec.codec import read_info
 from imfcodec.video_io import read_frames
 
-from tests.conftest import make_clip
-from tests.test_codec import assert_one_line_error, cli
+from tests.conftest import assert_one_line_error, cli, make_clip
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,7 @@ from imfcodec.model import IMF, TINY
 from imfcodec.presets import PRESETS, ignored, preset_options
 from imfcodec.video_io import read_frames
 
-from tests.conftest import SHARED
-from tests.test_codec import cli, eval_frames, keyframe_indices, write_clip
+from tests.conftest import SHARED, cli, eval_frames, keyframe_indices, write_clip
 
 needs_shared = pytest.mark.skipif(not (SHARED / "data" / "eval").is_dir(), reason="needs ../shared/data/eval")
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import click
 
+from entropy import CODEC_IDS
 from imfcodec import keyframe
 from imfcodec.bitstream import KEYFRAME_CODECS
 from imfcodec.codec import (DEFAULT_KEYFRAME_CANDIDATES, DEFAULT_KEYFRAME_INTERVAL, DEFAULT_KEYFRAME_PSNR,
@@ -19,12 +20,13 @@ from .common import console, network_options, print_json, progress_bar, run_guar
 @click.option("-o", "--output", "dst", required=True, type=click.Path(dir_okay=False), help="Output .imf file.")
 @click.option("--dm", type=click.IntRange(1, 1024), default=32, show_default=True,
               help="Token size (numbers per frame); picks the shipped weights for it.")
-@click.option("--token-codec", type=click.Choice(["zfp", "learned"]), default="zfp", show_default=True,
-              help="How tokens are coded.")
+@click.option("--token-codec", type=click.Choice(list(CODEC_IDS)), default="zfp", show_default=True,
+              help="How tokens are coded: ZFP fixed rate, the learned prior, or the adaptive predictive coder.")
 @click.option("--rate", "zfp_rate", type=click.FloatRange(1, 32), default=DEFAULT_ZFP_RATE, show_default=True,
               help="ZFP fixed rate, in bits per token value.")
 @click.option("--qstep", type=click.FloatRange(min=2 ** -16, max=2 ** 10), default=None,
-              help="Quantization step of the learned token codec, in token units (default: the prior's own).")
+              help="Quantization step of the learned or predictive token codec, in token units (default: the learned "
+              "prior's own; the predictive coder's matches ZFP rate 6's PSNR).")
 @click.option("--resize", type=click.Choice(["crop", "stretch", "pad"]), default="crop", show_default=True,
               help="How frames map to the model's square size: centre crop, stretch, or letterbox.")
 @click.option("--keyframe-codec", type=click.Choice(list(KEYFRAME_CODECS)), default=keyframe.DEFAULT_CODEC,

@@ -1,0 +1,139 @@
+"""The predictive token coder: round trips across chunks and segments, the same bytes with 1 and 2 threads
+in other processes, hostile payloads and parameters refused, and far fewer bits than ZFP on real tokens."""
+import time
+
+import numpy as np
+import pytest
+
+from entropy import CODEC_IDS, coder_from_header, make_coder
+from entropy import predictive as P
+from entropy.zfp import ZfpCoder
+from tests.test_codec import SHARED, eval_frames
+from tests.test_entropy_learned import _run, ar1, round_trip
+
+DM = 16
+
+
+def walk(rng: np.random.Generator, frames: int, dm: int = DM, step: float = 0.01) -> np.ndarray:
+    """A random walk with bursts of motion: what E_T's tokens look like to the coder."""
+    burst = 1 + 4 * (rng.random((frames, 1)) < 0.1)
+    return (rng.normal(size=dm) * 0.3 + np.cumsum(rng.normal(size=(frames, dm)) * step * burst, 0)).astype(np.float32)
+
+
+def test_round_trip_chunks_segments_and_momentum():
+    rng = np.random.default_rng(0)
+    for momentum in (0, 3, -8, 8):
+        enc, dec = P.PredictiveCoder(DM, 0.01, momentum), P.PredictiveCoder(DM, 0.01, momentum)
+        for _ in range(2):  # keyframe between segments
+            enc.reset()
+            dec.reset()
+            toks = walk(rng, 40)
+            round_trip(enc, dec, [toks[:1], toks[1:2], toks[2:2], toks[2:30], toks[30:]])
+
+
+def test_round_trip_escapes_and_clamp():
+    enc, dec = P.PredictiveCoder(DM, 0.01, 8), P.PredictiveCoder(DM, 0.01, 8)
+    toks = np.zeros((6, DM), np.float32)
+    toks[1] = 500 * enc.qstep                           # far from any prediction: escapes
+    toks[2, ::2] = -3000 * enc.qstep
+    toks[3, 0], toks[4, 0] = 1e9, -1e9                  # beyond QMAX steps: clamped, the largest jump there is
+    payload, deq = enc.encode(toks)
+    assert deq[3, 0] == np.float32(P.QMAX) * np.float32(enc.qstep)
+    assert np.array_equal(dec.decode(payload, len(toks)), deq)
+    round_trip(enc, dec, [toks[2::-1].copy()])          # and the context carries across chunks
+
+
+_ENCODE = """
+import sys, numpy as np
+from entropy.predictive import PredictiveCoder
+c = PredictiveCoder({dm}, 0.01, 2)
+toks = np.load(sys.argv[1])
+out = [c.encode(toks[i:i + 7])[0] for i in range(0, len(toks), 7)]
+open(sys.argv[2], "wb").write(b"".join(len(p).to_bytes(4, "little") + p for p in out))
+"""
+_DECODE = """
+import sys, numpy as np
+from entropy.predictive import PredictiveCoder
+c = PredictiveCoder({dm}, 0.01, 2)
+blob, out, i = open(sys.argv[2], "rb").read(), [], 0
+toks = np.load(sys.argv[1])
+for k in range(0, len(toks), 7):
+    n = int.from_bytes(blob[i:i + 4], "little")
+    out.append(c.decode(blob[i + 4:i + 4 + n], len(toks[k:k + 7])))
+    i += 4 + n
+np.save(sys.argv[3], np.concatenate(out))
+"""
+
+
+def test_one_thread_encode_two_thread_decode(tmp_path):
+    toks = walk(np.random.default_rng(1), 30)
+    np.save(tmp_path / "t.npy", toks)
+    _run(_ENCODE, 1, str(tmp_path / "t.npy"), str(tmp_path / "a.bin"))
+    _run(_DECODE, 2, str(tmp_path / "t.npy"), str(tmp_path / "a.bin"), str(tmp_path / "d.npy"))
+    here = P.PredictiveCoder(DM, 0.01, 2)
+    mine = [here.encode(toks[i:i + 7]) for i in range(0, len(toks), 7)]
+    assert (tmp_path / "a.bin").read_bytes() == b"".join(len(p).to_bytes(4, "little") + p for p, _ in mine)
+    assert np.array_equal(np.load(tmp_path / "d.npy"), np.concatenate([d for _, d in mine]))
+
+
+def test_scale_thresholds_are_pinned():
+    """The scale index rule is part of the format: integer thresholds between the table's scales."""
+    assert P.THRESHOLDS[:4].tolist() == [17, 20, 24, 29] and P.THRESHOLDS[-1] == 15049
+    idx = P.scale_index(np.array([64, 64, 256, 10 ** 6]), np.array([512, 2048, 512, 512]), np.array([512] * 4))
+    assert idx.tolist() == [P.MIN_SCALE_INDEX, 16, 16, P.NUM_SCALES - 1]
+
+
+def test_garbage_payloads_raise():
+    toks = walk(np.random.default_rng(3), 10)
+    payload, _ = P.PredictiveCoder(DM).encode(toks)
+    bad = [payload[:-1], payload[:-4], payload + bytes(4), payload + b"\x01\x02\x03\x04", payload + payload,
+           payload[:8] + bytes([payload[8] ^ 1]) + payload[9:], b"\xff" * (4 * 10 ** 6)]
+    for p in bad:
+        with pytest.raises(ValueError):
+            P.PredictiveCoder(DM).decode(p, len(toks))
+    for n in (-1, P.MAX_FRAMES + 1):
+        with pytest.raises(ValueError):
+            P.PredictiveCoder(DM).decode(payload, n)
+    with pytest.raises(ValueError):
+        P.PredictiveCoder(DM).decode(b"\0\0\0\0", 0)
+    rng = np.random.default_rng(4)
+    caught, t0 = 0, time.time()
+    for _ in range(100):
+        n = int(rng.integers(1, 40))
+        junk = rng.integers(0, 256, size=4 * int(rng.integers(1, 60)), dtype=np.uint8).tobytes()
+        coder = P.PredictiveCoder(DM, 0.01, int(rng.integers(-8, 9)))
+        try:
+            out = coder.decode(junk, n)
+            assert out.shape == (n, DM) and np.isfinite(out).all()
+        except ValueError:
+            caught += 1
+            assert coder._hist == [] and (coder._scale == P.INIT_SCALE).all()  # a refused chunk leaves no trace
+    assert caught >= 50 and time.time() - t0 < 20
+
+
+def test_params_round_trip_and_hostile_params():
+    enc = make_coder("predictive", DM, qstep=0.03125, momentum=-3)
+    params = enc.params()
+    dec = coder_from_header(CODEC_IDS["predictive"], DM, params)
+    assert (dec.qstep, dec.momentum, dec.first_j, dec.params()) == (0.03125, -3, enc.first_j, params)
+    round_trip(enc, dec, [walk(np.random.default_rng(5), 12)])
+    nan = P.PARAMS.pack(1, float("nan"), 0, 20)
+    for p in [params[:-1], params + b"\0", b"\x02" + params[1:], P.PARAMS.pack(1, 0.01, 9, 20),
+              P.PARAMS.pack(1, 0.01, 0, 41), P.PARAMS.pack(1, 0.01, 0, -1), P.PARAMS.pack(1, 1e-9, 0, 20), nan]:
+        with pytest.raises(ValueError):
+            coder_from_header(CODEC_IDS["predictive"], DM, p)
+
+
+def test_far_fewer_bits_than_zfp_on_ar1_and_walks():
+    """At the step whose error equals ZFP rate 6's, the predictive coder spends well under half its bits."""
+    from entropy.train_prior import match_zfp_qstep
+    rng = np.random.default_rng(7)
+    for seqs in (ar1(rng, 4, 34, rho=0.99), [walk(rng, 34) for _ in range(4)]):
+        qstep = match_zfp_qstep(seqs, rate=6.0)
+        zfp, pred, nz, npred = ZfpCoder(DM, 6.0), P.PredictiveCoder(DM, qstep), 0, 0
+        for s in seqs:
+            pred.reset()
+            nz += len(zfp.encode(s)[0])
+            npred += len(pred.encode(s)[0])
+        print(f"ZFP rate 6: {8 * nz / (4 * 34 * DM):.2f} bits/value, predictive: {8 * npred / (4 * 34 * DM):.2f}")
+        assert npred < 0.5 * nz

@@ -10,7 +10,7 @@ out=${1:-benchmarks/eval-256-learned}
 qsteps=$(FACTORS=${FACTORS:-1,4,16} python - <<'PY'
 import os
 from safetensors import safe_open
-from entropy.learned import shipped_prior_path
+from imfcodec.runtime import shipped_prior_path
 with safe_open(shipped_prior_path(32, 256), "pt") as f:
     q = float(f.metadata()["qstep"])
 print(",".join(f"{q * float(k):.6g}" for k in os.environ["FACTORS"].split(",")))

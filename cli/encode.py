@@ -5,7 +5,6 @@ import click
 
 from entropy import CODEC_IDS
 from imfcodec import keyframe
-from imfcodec.bitstream import KEYFRAME_CODECS
 from imfcodec.codec import (DEFAULT_KEYFRAME_CANDIDATES, DEFAULT_KEYFRAME_INTERVAL, DEFAULT_KEYFRAME_PSNR,
                             DEFAULT_PLAN_SEGMENTS, DEFAULT_ZFP_RATE, KEYFRAME_POSITIONS, EncodeOptions,
                             encode_file)
@@ -29,7 +28,7 @@ from .common import console, network_options, print_json, progress_bar, run_guar
               "prior's own; the predictive coder's matches ZFP rate 6's PSNR).")
 @click.option("--resize", type=click.Choice(["crop", "stretch", "pad"]), default="crop", show_default=True,
               help="How frames map to the model's square size: centre crop, stretch, or letterbox.")
-@click.option("--keyframe-codec", type=click.Choice(list(KEYFRAME_CODECS)), default=keyframe.DEFAULT_CODEC,
+@click.option("--keyframe-codec", type=click.Choice(keyframe.CODECS), default=keyframe.DEFAULT_CODEC,
               show_default=True,
               help="Intra codec of the keyframes.")
 @click.option("--keyframe-quality", type=click.IntRange(0, 63), default=keyframe.DEFAULT_QUALITY, show_default=True,

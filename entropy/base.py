@@ -42,5 +42,9 @@ class TokenCoder(ABC):
             raise ValueError("non-finite token")
         return arr
 
+    def payload_size(self, n: int) -> int | None:
+        """The exact bytes a chunk of n tokens takes, when that depends on n alone (a fixed rate); else None."""
+        return None
+
     def reset(self) -> None:
         """Forget the context (called at every keyframe)."""

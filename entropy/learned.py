@@ -16,7 +16,7 @@ import json
 import os
 import struct
 from dataclasses import dataclass
-from importlib import resources
+from typing import Sequence
 
 import constriction
 import numpy as np
@@ -43,19 +43,6 @@ MAX_EXP = 40             # |per-dimension unit exponent|
 def prior_id(data: bytes) -> bytes:
     """The prior's identity in the stream: the first 16 bytes of the SHA-256 of its file."""
     return hashlib.sha256(data).digest()[:16]
-
-
-def shipped_prior_path(dm: int, size: int = 256) -> str:
-    """Where the prior for a token size ships, beside the model weights."""
-    return str(resources.files("imfcodec").joinpath("weights", f"prior-dm{dm}-{size}.safetensors"))
-
-
-def _shipped_priors(dm: int) -> list[str]:
-    d = resources.files("imfcodec").joinpath("weights")
-    if not d.is_dir():
-        return []
-    return sorted(str(p) for p in d.iterdir()
-                  if p.name.startswith(f"prior-dm{dm}-") and p.name.endswith(".safetensors"))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -164,20 +151,18 @@ class LearnedCoder(TokenCoder):
         self._prev: np.ndarray | None = None
 
     @classmethod
-    def for_encoding(cls, dm: int, qstep: float | None = None, prior: str | None = None,
-                     size: int = 256) -> "LearnedCoder":
-        """Encoder side: the prior file given, else the shipped one for (dm, size); qstep defaults to the
-        step the prior was trained for."""
-        path = prior or shipped_prior_path(dm, size)
-        if not os.path.isfile(path):
-            raise ValueError(f"no learned prior for dm={dm}: {path} is missing (train one with "
-                             "entropy.train_prior)")
-        p = IntPrior.load(path)
+    def for_encoding(cls, dm: int, qstep: float | None = None, *, prior: str) -> "LearnedCoder":
+        """Encoder side: the coder of the prior file given; qstep defaults to the step the prior was trained
+        for."""
+        if not os.path.isfile(prior):
+            raise ValueError(f"no learned prior for dm={dm}: {prior} is missing (train one with "
+                             "imfcodec.train.prior)")
+        p = IntPrior.load(prior)
         return cls(dm, float(qstep if qstep is not None else p.meta["qstep"]), p)
 
     @classmethod
-    def from_params(cls, dm: int, data: bytes, prior: str | None = None) -> "LearnedCoder":
-        """Decoder side: finds the prior whose id the header names (the file given, else the shipped ones)."""
+    def from_params(cls, dm: int, data: bytes, priors: Sequence[str]) -> "LearnedCoder":
+        """Decoder side: the coder of the prior, among the files given, whose id the header names."""
         if len(data) != PARAMS.size:
             raise ValueError("bad learned-coder parameters")
         version, qstep, pid = PARAMS.unpack(data)
@@ -185,13 +170,13 @@ class LearnedCoder(TokenCoder):
             raise ValueError(f"learned-coder version {version} is not supported")
         if not np.isfinite(qstep):
             raise ValueError("bad qstep")
-        for path in [prior] if prior else _shipped_priors(dm):
+        for path in priors:
             with open(path, "rb") as f:
                 blob = f.read()
             if prior_id(blob) == pid:
                 return cls(dm, qstep, IntPrior.from_bytes(blob))
-        raise ValueError(f"the stream needs learned prior {pid.hex()}, which is not "
-                         f"{'the one given' if prior else 'shipped'} for dm={dm}")
+        raise ValueError(f"the stream needs learned prior {pid.hex()}, which is not among the "
+                         f"{len(priors)} available for dm={dm}")
 
     def params(self) -> bytes:
         return PARAMS.pack(VERSION, self.qstep, self.prior.id)

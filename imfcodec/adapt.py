@@ -4,26 +4,24 @@ The shipped network is the same for every video, but the encoder holds each wind
 references, so it can fit small offsets to a few decoder parameters for that window and send them (an
 `ADPT` chunk, bitstream_spec.md). The flow MLP's biases are the cheapest parameters that help most: they
 let the coarse flow follow the window's own motion (MODEL_CARD.md has the measurements). The offsets are
-quantized with a uniform step and Rice-coded, so decoding them is integer arithmetic and one float32
-multiply: exact on every machine.
+quantized with a uniform step and Rice-coded (entropy/rice.py), so decoding them is integer arithmetic and
+one float32 multiply: exact on every machine.
 """
 from __future__ import annotations
 
-import math
-import struct
 from contextlib import contextmanager
 from typing import Iterator
 
 import numpy as np
 import torch
 
-from .errors import BitstreamError
+from . import bitstream as bs
 from .model import IMF
 from .model.imf import Reference
 from .refine import cosine, frozen, mse_msssim
 
-#: Scheme 1: the flow MLP's biases, in this order (the only scheme so far).
-FLOW_BIASES = 1
+#: The flow MLP's biases, in this order (the only scheme).
+FLOW_BIASES = bs.ADAPT_FLOW_BIASES
 SCHEMES = {FLOW_BIASES: ("flow.mlp.0.bias", "flow.mlp.2.bias", "flow.mlp.4.bias")}
 #: Adam steps `imfcodec encode` takes per window by default; 0 = no adaptation (see the model card).
 DEFAULT_ADAPT_STEPS = 100
@@ -33,10 +31,6 @@ COARSER_STEPS = 4
 #: What an offset costs at DEFAULT_STEP, in bits, as measured on the eval clips (MODEL_CARD.md): the room a
 #: rate cap keeps for a window's offsets before any window has been fitted.
 EXPECTED_BITS = 4
-MAX_RICE_K = 15
-MAX_QUOTIENT = 64         # a longer unary run is corruption, not data
-MAX_COUNT = 1 << 16       # offsets a chunk may hold: no scheme comes near
-_HEAD = "<BIfB"
 
 
 def parameters(model: IMF, scheme: int = FLOW_BIASES) -> list[torch.nn.Parameter]:
@@ -54,7 +48,7 @@ def count(model: IMF, scheme: int = FLOW_BIASES) -> int:
 
 def expected_bytes(model: IMF, scheme: int = FLOW_BIASES) -> int:
     """About what a window's ADPT payload takes at DEFAULT_STEP (a prior; the real size depends on the window)."""
-    return struct.calcsize(_HEAD) + count(model, scheme) * EXPECTED_BITS // 8
+    return bs.ADAPT_HEAD + count(model, scheme) * EXPECTED_BITS // 8
 
 
 @contextmanager
@@ -142,60 +136,27 @@ def dequantize(q: np.ndarray, step: float) -> np.ndarray:
     return q.astype(np.float32) * np.float32(step)
 
 
-def _zigzag(q: np.ndarray) -> np.ndarray:
-    return np.where(q >= 0, 2 * q, -2 * q - 1)
-
-
-def _rice_k(z: np.ndarray) -> int:
-    """The Rice parameter that codes z in the fewest bits."""
-    best = min(range(MAX_RICE_K + 1), key=lambda k: int(np.sum((z >> k) + 1 + k)))
-    while int((z >> best).max(initial=0)) > MAX_QUOTIENT:
-        best += 1
-    return best
-
-
-def pack(q: np.ndarray, step: float, scheme: int = FLOW_BIASES) -> bytes:
-    """An ADPT payload: scheme, count, step, Rice parameter, then each zigzagged value's quotient in unary
-    (ones ended by a zero) and its k low bits, most significant bit first, zero-padded to a byte."""
-    z = _zigzag(np.asarray(q, np.int64))
-    k = _rice_k(z)
-    if k > MAX_RICE_K:
-        raise ValueError("offsets too large for the step")
-    bits: list[int] = []
-    for v in z.tolist():
-        bits += [1] * (v >> k) + [0] + [(v >> i) & 1 for i in range(k - 1, -1, -1)]
-    bits += [0] * (-len(bits) % 8)
-    body = np.packbits(np.array(bits, np.uint8)).tobytes() if bits else b""
-    return struct.pack(_HEAD, scheme, len(z), step, k) + body
-
-
-def unpack(payload: bytes) -> tuple[int, np.ndarray, float]:
-    """(scheme, integer offsets, step) of an ADPT payload; BitstreamError on anything malformed."""
-    size = struct.calcsize(_HEAD)
-    if len(payload) < size:
-        raise BitstreamError("adaptation chunk too short")
-    scheme, n, step, k = struct.unpack_from(_HEAD, payload)
-    if scheme not in SCHEMES:
-        raise BitstreamError(f"adaptation chunk: unknown scheme {scheme}")
-    if not (math.isfinite(step) and 0 < step <= 1) or k > MAX_RICE_K:
-        raise BitstreamError("adaptation chunk: impossible step or Rice parameter")
-    if n > MAX_COUNT or n * (1 + k) > 8 * (len(payload) - size) or \
-            len(payload) - size > -(-n * (1 + MAX_QUOTIENT + k) // 8):
-        raise BitstreamError("adaptation chunk: its length does not fit its count")
-    bits = np.unpackbits(np.frombuffer(payload, np.uint8, offset=size))
-    out = np.empty(n, np.int64)
-    zeros = np.flatnonzero(bits == 0)  # each value's unary run ends at the next zero
-    pos = 0
-    for i in range(n):
-        j = np.searchsorted(zeros, pos)
-        if j == len(zeros) or zeros[j] - pos > MAX_QUOTIENT or zeros[j] + 1 + k > len(bits):
-            raise BitstreamError("adaptation chunk: corrupt or truncated offsets")
-        quot, pos = int(zeros[j] - pos), int(zeros[j]) + 1
-        rem = 0
-        for b in bits[pos:pos + k].tolist():
-            rem = rem << 1 | b
-        pos += k
-        out[i] = quot << k | rem
-    if len(bits) - pos >= 8 or bits[pos:].any():
-        raise BitstreamError("adaptation chunk: data after the offsets")
-    return scheme, np.where(out & 1, -(out + 1) // 2, out // 2), step
+def fit_window(model: IMF, refs: list[Reference], segment: list[int], tokens: torch.Tensor, frames: torch.Tensor,
+               steps: int, step: float, batch: int, room: int | None) -> tuple[bytes | None, int]:
+    """A window's ADPT payload, and what it takes at the configured step. Offsets are fitted to the window's
+    frames and tokens (frame i from refs[segment[i]]) and quantized at step, or, when room (bytes under a rate
+    cap) is given and they do not fit, at 2, 4, ... times it. The payload is None when even the coarsest
+    offsets do not fit or, quantized, they do not lower the window's loss. The model is back at its weights
+    afterwards."""
+    with adaptable(model) as a:
+        offsets = a.fit(model, refs, segment, tokens, frames, steps, batch=batch)
+        sizes = []
+        for s in (step * 2 ** i for i in range(COARSER_STEPS)):
+            q = quantize(offsets, s)
+            payload = bs.pack_adapt(q, s)
+            sizes.append(len(payload))
+            if room is None or len(payload) <= room:
+                break
+        if room is not None and sizes[-1] > room:
+            return None, sizes[0]
+        a.set(dequantize(q, s))
+        after = loss(model, refs, segment, tokens, frames, batch)
+        a.set(None)
+        if after >= loss(model, refs, segment, tokens, frames, batch):
+            return None, sizes[0]
+    return payload, sizes[0]

@@ -9,11 +9,16 @@ the file (a file without it is truncated).
 """
 from __future__ import annotations
 
+import math
 import struct
 import zlib
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import BinaryIO, Iterator
+
+import numpy as np
+
+from entropy import rice
 
 from .errors import BitstreamError
 
@@ -28,6 +33,11 @@ MAX_DIM = 16384
 MAX_FRAMES = 1 << 30
 
 KEYFRAME_CODECS = {"hevc": 0, "av1": 1, "png": 2}
+#: Decoder adaptation schemes (which parameters an ADPT chunk's offsets go to): 1 = the flow MLP's biases.
+ADAPT_FLOW_BIASES = 1
+ADAPT_SCHEMES = (ADAPT_FLOW_BIASES,)
+_ADPT_FMT = "<BIfB"  # scheme, count, step (float32), Rice parameter, then the offsets
+ADAPT_HEAD = struct.calcsize(_ADPT_FMT)
 _HEAD_FMT = "<IIIHHHHBH32sBBIBH"
 _HEAD_FIXED = struct.calcsize(_HEAD_FMT)
 
@@ -72,32 +82,70 @@ class Header:
                    bytes(data[_HEAD_FIXED:]))
 
 
+_KEYF_FMT = "<I"   # frame index, then the intra-coded picture
+_TOKN_FMT = "<IH"  # first frame, count, then the coded tokens
+_KEYF_HEAD, _TOKN_HEAD = struct.calcsize(_KEYF_FMT), struct.calcsize(_TOKN_FMT)
 #: The most bytes a keyframe or token chunk adds to its coded data: type, length and CRC, plus the token
 #: chunk's first frame and count (a keyframe chunk's frame index is smaller).
-CHUNK_OVERHEAD = 4 + 4 + 4 + 6
+CHUNK_OVERHEAD = 4 + 4 + 4 + _TOKN_HEAD
 
 
 def pack_keyframe(frame_index: int, data: bytes) -> bytes:
-    return struct.pack("<I", frame_index) + data
+    return struct.pack(_KEYF_FMT, frame_index) + data
 
 
 def unpack_keyframe(payload: bytes) -> tuple[int, bytes]:
-    if len(payload) < 5:
+    if len(payload) <= _KEYF_HEAD:
         raise BitstreamError("keyframe chunk too short")
-    return struct.unpack_from("<I", payload)[0], payload[4:]
+    return struct.unpack_from(_KEYF_FMT, payload)[0], payload[_KEYF_HEAD:]
 
 
 def pack_tokens(first_frame: int, count: int, data: bytes) -> bytes:
-    return struct.pack("<IH", first_frame, count) + data
+    return struct.pack(_TOKN_FMT, first_frame, count) + data
 
 
 def unpack_tokens(payload: bytes) -> tuple[int, int, bytes]:
-    if len(payload) < 6:
+    if len(payload) < _TOKN_HEAD:
         raise BitstreamError("token chunk too short")
-    first, count = struct.unpack_from("<IH", payload)
+    first, count = struct.unpack_from(_TOKN_FMT, payload)
     if count == 0:
         raise BitstreamError("token chunk with no frames")
-    return first, count, payload[6:]
+    return first, count, payload[_TOKN_HEAD:]
+
+
+def coded_size(c: "Chunk") -> int:
+    """Bytes of coded data a KEYF, TOKN or ADPT chunk carries (its payload less its own fields); 0 for others."""
+    return len(c.payload) - {KEYF: _KEYF_HEAD, TOKN: _TOKN_HEAD, ADPT: 0}.get(c.ctype, len(c.payload))
+
+
+def keyframe_codec_name(codec_id: int) -> str:
+    """The keyframe codec a header's id names."""
+    names = {v: k for k, v in KEYFRAME_CODECS.items()}
+    if codec_id not in names:
+        raise BitstreamError(f"unknown keyframe codec id {codec_id}")
+    return names[codec_id]
+
+
+def pack_adapt(q: np.ndarray, step: float, scheme: int = ADAPT_FLOW_BIASES) -> bytes:
+    """An ADPT payload: scheme, count, step and Rice parameter, then the integer offsets q Rice-coded."""
+    k, body = rice.encode(q)
+    return struct.pack(_ADPT_FMT, scheme, len(q), step, k) + body
+
+
+def unpack_adapt(payload: bytes) -> tuple[int, np.ndarray, float]:
+    """(scheme, integer offsets, step) of an ADPT payload; BitstreamError on anything malformed."""
+    size = ADAPT_HEAD
+    if len(payload) < size:
+        raise BitstreamError("adaptation chunk too short")
+    scheme, n, step, k = struct.unpack_from(_ADPT_FMT, payload)
+    if scheme not in ADAPT_SCHEMES:
+        raise BitstreamError(f"adaptation chunk: unknown scheme {scheme}")
+    if not (math.isfinite(step) and 0 < step <= 1) or k > rice.MAX_K:
+        raise BitstreamError("adaptation chunk: impossible step or Rice parameter")
+    try:
+        return scheme, rice.decode(payload[size:], n, k), step
+    except ValueError as e:
+        raise BitstreamError(f"adaptation chunk: {e}") from None
 
 
 class Writer:
@@ -123,6 +171,10 @@ class Writer:
         self.chunk(HEAD, header.pack())
         self.f.seek(end)
 
+    def tell(self) -> int:
+        """Bytes written so far."""
+        return self.f.tell()
+
     def close(self) -> None:
         self.chunk(END, b"")
 
@@ -139,8 +191,8 @@ def chunk_name(c: Chunk) -> str:
     return f"chunk {c.index} ({c.ctype.decode('ascii', 'replace').strip()} at byte {c.offset})"
 
 
-def read_chunks(f: BinaryIO, size: int) -> Iterator[Chunk]:
-    """Yield CRC-checked chunks; raise BitstreamError naming the chunk on any damage."""
+def read_version(f: BinaryIO) -> tuple[int, int]:
+    """The magic and (major, minor) version at the start of a file; BitstreamError unless this decoder reads it."""
     magic = f.read(4)
     if magic != MAGIC:
         raise BitstreamError("not an .imf file (bad magic)")
@@ -150,6 +202,12 @@ def read_chunks(f: BinaryIO, size: int) -> Iterator[Chunk]:
     if ver[0] not in READS:
         raise BitstreamError(f"unsupported .imf version {ver[0]}.{ver[1]} "
                              f"(this decoder reads {' and '.join(f'{v}.x' for v in READS)})")
+    return ver[0], ver[1]
+
+
+def read_chunks(f: BinaryIO, size: int) -> Iterator[Chunk]:
+    """Yield CRC-checked chunks; raise BitstreamError naming the chunk on any damage."""
+    ver = read_version(f)
     index = 0
     while True:
         offset = f.tell()

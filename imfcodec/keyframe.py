@@ -15,11 +15,13 @@ from fractions import Fraction
 import av
 import numpy as np
 
-from .bitstream import KEYFRAME_CODECS
 from .errors import BitstreamError
 
+CODECS = ("hevc", "av1", "png")
 DEFAULT_CODEC = "av1"
 DEFAULT_QUALITY = 40
+#: The highest CRF of each lossy codec: where a rate cap stops raising it.
+MAX_QUALITY = {"av1": 63, "hevc": 51}
 
 # SVT-AV1 prints its whole configuration to stderr for every picture unless told to report errors only.
 os.environ.setdefault("SVT_LOG", "1")
@@ -70,16 +72,12 @@ def encode(img: np.ndarray, codec: str = DEFAULT_CODEC, quality: int = DEFAULT_Q
             for p in s.encode():
                 c.mux(p)
         return buf.getvalue()
-    raise ValueError(f"unknown keyframe codec {codec!r} (known: {', '.join(KEYFRAME_CODECS)})")
+    raise ValueError(f"unknown keyframe codec {codec!r} (known: {', '.join(CODECS)})")
 
 
-def decode(data: bytes, codec_id: int, width: int, height: int) -> np.ndarray:
+def decode(data: bytes, codec: str, width: int, height: int) -> np.ndarray:
     """Decode a keyframe payload to RGB uint8 and check it has the coded size."""
-    names = {v: k for k, v in KEYFRAME_CODECS.items()}
-    if codec_id not in names:
-        raise BitstreamError(f"unknown keyframe codec id {codec_id}")
-    name = names[codec_id]
-    img = _decode_video(data, {"hevc": "hevc", "av1": "libdav1d", "png": "png"}[name])
+    img = _decode_video(data, {"hevc": "hevc", "av1": "libdav1d", "png": "png"}[codec])
     if img.shape[:2] != (height, width):
         raise BitstreamError(f"keyframe is {img.shape[1]}x{img.shape[0]}, header says {width}x{height}")
     return img

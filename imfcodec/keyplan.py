@@ -1,18 +1,43 @@
 """Where keyframes go: split a window of frames into segments, each served by one keyframe inside it.
 
-Which pose a keyframe catches matters more than how close it is: on the eval clips a keyframe chosen among
-all frames of a window, with segment boundaries free, rebuilds the frames better than one near the middle of
-each fixed-length segment (MODEL_CARD.md, "Keyframe planning"). The encoder scores each candidate keyframe by
-how well E_T's tokens rebuild the window's frames from its decoded picture; this module turns those scores into
-segments by dynamic programming.
+Which pose a keyframe catches matters more than how close it is: a keyframe chosen among all frames of a
+window, with segment boundaries free, rebuilds the frames better than one near the middle of each
+fixed-length segment (MODEL_CARD.md, "Keyframe planning"). The planner scores each candidate keyframe by how
+well E_T's tokens rebuild the window's frames from its decoded picture, turns those scores into segments by
+dynamic programming (plan), and ends a window early where a frame would be rebuilt below the keyframe PSNR
+threshold (a scene cut).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
+import torch
+
+from . import keyframe
+from .analysis import Analysis
+from .model import Reference
+
+if TYPE_CHECKING:
+    from .options import EncodeOptions
 
 Segment = tuple[int, int, int]  # (start, end, keyframe): frames start..end-1, keyed at keyframe
+Coded = dict[int, tuple[bytes, Reference]]  # keyframe -> its data at the keyframe CRF, and its reference
+#: How densely a window of several segments is scored: every PLAN_FRAME_STEP-th frame.
+PLAN_FRAME_STEP = 2
+
+
+def keyframe_offset(length: int, position: str) -> int:
+    """Where in a segment of length frames its keyframe goes: the middle halves the longest distance from a
+    frame to its reference; the start lets frames be coded as they arrive."""
+    return (length - 1) // 2 if position == "middle" else 0
+
+
+def keyframe_candidates(length: int, count: int) -> list[int]:
+    """The frames of a segment tried as its keyframe (the planner keeps the one that rebuilds the segment
+    best): count of them, evenly spaced over the middle half, the middle one included."""
+    mid, step, lo = keyframe_offset(length, "middle"), max(1, length // 8), count // 2
+    return sorted({min(length - 1, max(0, mid + j * step)) for j in range(-lo, count - lo)})
 
 
 def plan(score: np.ndarray, cands: Sequence[int], sampled: Sequence[int], n: int, count: int) -> list[Segment]:
@@ -49,3 +74,90 @@ def plan(score: np.ndarray, cands: Sequence[int], sampled: Sequence[int], n: int
         segments.append((s, e, cands[int(key[s, e])]))
         e = s
     return segments[::-1]
+
+
+class Planner:
+    """Plans the segments of a window of frames at the model size for the encoder's options."""
+
+    def __init__(self, opts: "EncodeOptions", analysis: Analysis):
+        self.opts, self.analysis = opts, analysis
+
+    def __call__(self, frames: list[np.ndarray]) -> tuple[list[Segment], Coded]:
+        """Segments (start, end, keyframe) covering a prefix of frames, one per keyframe_interval frames,
+        and the coded keyframes and references computed on the way.
+
+        Search (keyframe_candidates > 1): every candidate keyframe is coded and scored, and plan picks
+        keyframes and boundaries together. A single segment tries keyframe_candidates frames over its middle
+        half (every frame scored); a window of several tries every keyframe_interval // 8-th frame (every
+        PLAN_FRAME_STEP-th frame scored). Without search, segments are keyframe_interval long and keyed at
+        their middles.
+
+        No frame may be rebuilt below keyframe_psnr: one that is (a scene cut, or content the network cannot
+        follow) ends the window on the side away from its keyframe, and the shorter window is planned again."""
+        o, m = self.opts, len(frames)
+        while True:
+            segs, refs, scores = self._segments(frames, m)
+            if not o.keyframe_psnr or m == 1:
+                return segs, refs
+            if not refs:
+                refs = self._references(frames, [k for _, _, k in segs])
+            cut = self._first_low(frames, segs, refs, scores)
+            if cut is None:
+                return segs, refs
+            m = cut
+
+    def _segments(self, frames: list[np.ndarray], m: int) -> tuple[list[Segment], Coded, dict]:
+        """Segments of frames[:m], the keyframes coded to choose them, and the scores of every frame from
+        those keyframes when all frames were scored (else empty)."""
+        o = self.opts
+        count, size = -(-m // o.keyframe_interval), o.keyframe_interval
+        if o.keyframe_candidates <= 1 or m <= 1:
+            return [(b, min(m, b + size), b + keyframe_offset(min(m, b + size) - b, "middle"))
+                    for b in range(0, m, size)], {}, {}
+        if count == 1:
+            cands, sampled = keyframe_candidates(m, o.keyframe_candidates), list(range(m))
+        else:
+            step = max(1, size // 8)
+            cands, sampled = list(range(step // 2, m, step)), list(range(0, m, PLAN_FRAME_STEP))
+        refs = self._references(frames, cands)
+        scores = self._scores(frames, sampled, refs)
+        segs = plan(torch.stack([scores[c] for c in cands]).cpu().numpy(), cands, sampled, m, count)
+        return segs, {k: refs[k] for _, _, k in segs}, scores if sampled == list(range(m)) else {}
+
+    def _references(self, frames: list[np.ndarray], keys: list[int]) -> Coded:
+        """Each of frames[k], k in keys, coded at the keyframe CRF, and the reference the decoder derives."""
+        out = {}
+        for k in keys:
+            data = keyframe.encode(frames[k], self.opts.keyframe_codec, self.opts.keyframe_quality)
+            out[k] = data, self.analysis.reference(data)
+        return out
+
+    def _scores(self, frames: list[np.ndarray], sampled: list[int], refs: Coded) -> dict[int, torch.Tensor]:
+        """PSNR of each sampled frame as E_T's tokens rebuild it from each reference in refs."""
+        a, b = self.analysis, self.opts.batch
+        batches = [a.tensor([frames[j] for j in sampled[i:i + b]]) for i in range(0, len(sampled), b)]
+        toks = [a.model.encode_tokens(x) for x in batches]
+        return {k: torch.cat([a.psnr(x, t, ref) for x, t in zip(batches, toks)]) for k, (_, ref) in refs.items()}
+
+    def _first_low(self, frames: list[np.ndarray], segs: list[Segment], refs: Coded,
+                   scores: dict[int, torch.Tensor]) -> int | None:
+        """Where the window must end for no frame to be rebuilt below keyframe_psnr (None: nowhere): just
+        after the first such frame if it comes before its keyframe, just before it if after. E_T's tokens
+        find such frames cheaply; refinement confirms them, nearest a keyframe first."""
+        o, a = self.opts, self.analysis
+        for s, e, k in segs:
+            p = scores[k][s:e] if k in scores else self._scores(frames, list(range(s, e)), {k: refs[k]})[k]
+            cand = sorted((s + j for j in range(e - s) if s + j != k and p[j] < o.keyframe_psnr),
+                          key=lambda j: abs(j - k))
+            low = cand[:1]
+            if cand and o.refine_steps:
+                ref, low = refs[k][1], []
+                for b in range(0, len(cand), o.batch):
+                    js = cand[b:b + o.batch]
+                    x = a.tensor([frames[j] for j in js])
+                    low = [j for j, bad in zip(js, a.below(x, a.tokens(x, ref), ref)) if bad]
+                    if low:
+                        break
+            if low:
+                return low[0] + 1 if low[0] < k else low[0]
+        return None

@@ -14,7 +14,7 @@ import torch
 from entropy import coder_from_header, make_coder
 from entropy import laplace
 from entropy import learned as L
-from entropy.train_prior import coded_bits, match_zfp_qstep, train_prior
+from imfcodec.train.prior import coded_bits, match_zfp_qstep, train_prior
 from entropy.zfp import ZfpCoder
 
 torch.set_num_threads(1)
@@ -180,7 +180,7 @@ def test_garbage_payloads_raise(prior):
 def test_params_round_trip(prior):
     enc = coder(prior, 0.03125)
     params = enc.params()
-    dec = L.LearnedCoder.from_params(DM, params, prior=prior[0])
+    dec = L.LearnedCoder.from_params(DM, params, [prior[0]])
     assert dec.qstep == 0.03125 and dec.prior.id == enc.prior.id and dec.params() == params
     toks = ar1(np.random.default_rng(5), 1, 12)[0]
     round_trip(enc, dec, [toks])
@@ -188,13 +188,13 @@ def test_params_round_trip(prior):
                         out=prior[0].replace("p.safetensors", "other.safetensors"), log=None)
     for p, path in [(params, other), (params[:-1], prior[0]), (b"\x02" + params[1:], prior[0])]:
         with pytest.raises(ValueError):
-            L.LearnedCoder.from_params(DM, p, prior=path)
+            L.LearnedCoder.from_params(DM, p, [path])
     with pytest.raises(ValueError):  # another dm than the prior's
         L.LearnedCoder.for_encoding(DM * 2, prior=prior[0])
     with pytest.raises(ValueError):  # not a prior at all
         L.IntPrior.from_bytes(b"\x10\0\0\0\0\0\0\0{}" + bytes(20))
     assert make_coder("learned", DM, qstep=0.5, prior=prior[0]).qstep == 0.5
-    with pytest.raises(ValueError):  # no shipped prior for this dm
+    with pytest.raises(ValueError):  # no prior given for this dm
         coder_from_header(1, 3, params)
 
 
@@ -217,7 +217,7 @@ def test_laplace_bits_gradients_stay_finite_far_from_the_mean():
     """Real tokens put predictions hundreds of scales away: both where() branches must keep finite gradients."""
     import torch
 
-    from entropy.train_prior import laplace_bits
+    from imfcodec.train.prior import laplace_bits
     mean = torch.tensor([0.0, 500.0, -800.0, 0.2], requires_grad=True)
     log2s = torch.tensor([-4.0, -4.0, -3.0, 0.0], requires_grad=True)
     bits = laplace_bits(torch.tensor([0.0, 0.0, 3.0, 0.0]), mean, log2s)

@@ -9,7 +9,7 @@ from entropy import CODEC_IDS, coder_from_header, make_coder
 from entropy import predictive as P
 from entropy.zfp import ZfpCoder
 from tests.test_codec import SHARED, eval_frames
-from tests.test_entropy_learned import _run, ar1, round_trip
+from tests.test_entropy_learned import _run, round_trip
 
 DM = 16
 
@@ -124,16 +124,35 @@ def test_params_round_trip_and_hostile_params():
             coder_from_header(CODEC_IDS["predictive"], DM, p)
 
 
-def test_far_fewer_bits_than_zfp_on_ar1_and_walks():
-    """At the step whose error equals ZFP rate 6's, the predictive coder spends well under half its bits."""
-    from entropy.train_prior import match_zfp_qstep
-    rng = np.random.default_rng(7)
-    for seqs in (ar1(rng, 4, 34, rho=0.99), [walk(rng, 34) for _ in range(4)]):
-        qstep = match_zfp_qstep(seqs, rate=6.0)
-        zfp, pred, nz, npred = ZfpCoder(DM, 6.0), P.PredictiveCoder(DM, qstep), 0, 0
-        for s in seqs:
-            pred.reset()
-            nz += len(zfp.encode(s)[0])
-            npred += len(pred.encode(s)[0])
-        print(f"ZFP rate 6: {8 * nz / (4 * 34 * DM):.2f} bits/value, predictive: {8 * npred / (4 * 34 * DM):.2f}")
-        assert npred < 0.5 * nz
+def bits_at_zfp_error(seqs: list[np.ndarray], rate: float = 6.0) -> tuple[float, float]:
+    """Bits per value of ZFP at rate and of the predictive coder at the step with the same token error,
+    one chunk per sequence (a segment)."""
+    from imfcodec.train.prior import match_zfp_qstep
+    dm, values = seqs[0].shape[1], sum(s.size for s in seqs)
+    zfp, pred, nz, npred = ZfpCoder(dm, rate), P.PredictiveCoder(dm, match_zfp_qstep(seqs, rate)), 0, 0
+    for s in seqs:
+        pred.reset()
+        nz += len(zfp.encode(s)[0])
+        npred += len(pred.encode(s)[0])
+    return 8 * nz / values, 8 * npred / values
+
+
+def test_far_fewer_bits_than_zfp_on_walks():
+    zfp, pred = bits_at_zfp_error([walk(np.random.default_rng(7), 33) for _ in range(4)])
+    print(f"random walks: ZFP rate 6 {zfp:.2f} bits/value, predictive {pred:.2f}")
+    assert pred < 0.4 * zfp
+
+
+@pytest.mark.skipif(not (SHARED / "data" / "eval").is_dir(), reason="needs ../shared/data/eval")
+def test_far_fewer_bits_than_zfp_on_a_real_clips_tokens():
+    """E_T's tokens of 67 frames of an eval clip, as two segments of 33 coded tokens after their reference."""
+    import torch
+
+    from imfcodec.model.weights import load_weights, shipped_path
+    model = load_weights(shipped_path(32, 256)).model
+    x = torch.from_numpy(np.stack(eval_frames(("lia-vox-driving2", 68)))).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        toks = torch.cat([model.encode_tokens(x[i:i + 17]) for i in range(0, 68, 17)]).numpy()
+    zfp, pred = bits_at_zfp_error([toks[1:34], toks[35:68]])
+    print(f"lia-vox-driving2: ZFP rate 6 {zfp:.2f} bits/value, predictive {pred:.2f}")
+    assert pred < 0.4 * zfp

@@ -109,7 +109,7 @@ def spec_rice(data: bytes, count: int, k: int) -> list[int]:
 
 
 def test_spec_reader_parses_adapt_chunk(tmp_path, clip, tiny):
-    from imfcodec import adapt
+    from imfcodec import bitstream as bs
     out = tmp_path / "a.imf"
     encode_file(str(clip), str(out), EncodeOptions(weights=str(tiny), allow_untrained=True, keyframe_psnr=0,
                                                    keyframe_candidates=1, refine_steps=0, adapt_steps=3,
@@ -121,7 +121,7 @@ def test_spec_reader_parses_adapt_chunk(tmp_path, clip, tiny):
     a = read_fields(spec_table("ADPT payload"), chunks[1][1])
     assert a["scheme"] == 1 and a["step"] == np.float32(0.001) and a["count"] == 3 * 32  # TINY: flow_hidden 32
     q = spec_rice(a["offsets"], a["count"], a["rice_k"])
-    assert q == adapt.unpack(chunks[1][1])[1].tolist() and any(q)
+    assert q == bs.unpack_adapt(chunks[1][1])[1].tolist() and any(q)
 
 
 def spec_predictive_tokens(params: dict, dm: int, chunks: list[bytes], n: list[int]) -> np.ndarray:

@@ -136,7 +136,7 @@ def _floor(run: _Run, name: str) -> list[Point]:
     opts = EncodeOptions()
     clip, kc, kq = run.clips[name], opts.keyframe_codec, opts.keyframe_quality
     data = keyframe.encode(clip.rgb[0], kc, kq)
-    first = keyframe.decode(data, keyframe.KEYFRAME_CODECS[kc], clip.width, clip.height)
+    first = keyframe.decode(data, kc, clip.width, clip.height)
     points = [measure(clip, np.broadcast_to(first, clip.rgb.shape), len(data) * 8, report.FLOOR, f"{kc} crf {kq}")]
     return points + ([run.keyframe_floors[name]] if name in run.keyframe_floors else [])
 

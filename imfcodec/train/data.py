@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..frames import to_tensor
 from ..video_io import read_frames, to_model
 
 VIDEO_EXTS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".y4m", ".m4v", ".mpg", ".mpeg")
@@ -115,8 +116,7 @@ class PairSampler:
                 c = int(self.rng.integers(clip.count))
             refs.append(np.asarray(self.cache.frames[clip.start + r]))
             curs.append(self.cache.frames[clip.start + c])
-        ref = torch.from_numpy(np.stack(refs)).permute(0, 3, 1, 2).float() / 255
-        cur = torch.from_numpy(np.stack(curs)).permute(0, 3, 1, 2).float() / 255
+        ref, cur = to_tensor(refs), to_tensor(curs)
         if self.augment:
             ref, cur = self._augment(ref, cur)
         return ref, cur
@@ -144,5 +144,4 @@ def load_clip(cache: FrameCache, index: int, max_frames: int | None = None, stri
     """Frames of one cached clip as a float tensor (T, 3, S, S) in [0, 1]."""
     c = cache.clips[index]
     n = c.count if max_frames is None else min(c.count, max_frames)
-    arr = np.array(cache.frames[c.start:c.start + n:stride])
-    return torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 255
+    return to_tensor(np.array(cache.frames[c.start:c.start + n:stride]))

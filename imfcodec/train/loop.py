@@ -16,7 +16,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from ..codec import pick_device
+from ..runtime import pick_device
 from ..metrics import msssim, psnr_rgb
 from ..model import IMF, ModelConfig
 from ..model.conditioning import normalize_token_path, restore_modulation_bias

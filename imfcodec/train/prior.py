@@ -2,7 +2,7 @@
 coding cost of the quantized tokens, then exported to the integer network that the coder runs.
 
 One call does it all from a weights file: ``train_prior_from_weights(weights, ["data/train"])``, or
-``python -m entropy.train_prior WEIGHTS DATA_DIR...``.
+``python -m imfcodec.train.prior WEIGHTS DATA_DIR...``.
 """
 from __future__ import annotations
 
@@ -20,7 +20,13 @@ import torch.nn as nn
 import zfpy
 from safetensors.numpy import save as save_safetensors
 
-from . import learned as L
+from entropy import learned as L
+
+from ..frames import to_tensor
+from ..model.weights import file_id, load_weights
+from ..runtime import shipped_prior_path
+from ..video_io import read_frames, to_model
+from .data import FrameCache, find_videos
 
 #: The coder's scale table spans log2(scale / qstep) in [-4, 6]; training sees the same clamp.
 LOG2_SCALE_RANGE = (-(L.SCALE_ZERO / 4), (L.NUM_SCALES - 1 - L.SCALE_ZERO) / 4)
@@ -198,7 +204,7 @@ def train_prior(token_sequences: list[np.ndarray], dm: int, qstep: float | None,
                 if log:
                     log(f"prior ({depth} hidden layers) step {step + 1}: {bits.item():.3f} bits/value, "
                         f"held out {score:.3f} ({time.time() - t0:.0f}s)")
-    path = out or L.shipped_prior_path(dm, size)
+    path = out or shipped_prior_path(dm, size)
     export_prior(best, path, qstep, steps=steps, size=size, frames=int(len(everything)),
                  held_out_bits=round(best_bits, 4), **meta)
     return path
@@ -248,9 +254,6 @@ def _clip_frames(data: list[str], size: int, cache_dir: str | None, max_frames: 
                  ) -> Iterator[np.ndarray]:
     """Yields each clip's frames (T, size, size, 3) uint8: from the training frame cache when given one
     (it is keyed by the file list, so the training run's cache is reused), else decoded directly."""
-    from imfcodec.train.data import FrameCache, find_videos
-    from imfcodec.video_io import read_frames, to_model
-
     videos = find_videos(data)
     if cache_dir:
         cache = FrameCache(videos, size, cache_dir)
@@ -268,13 +271,11 @@ def extract_tokens(weights: str, data: list[str], cache_dir: str | None = None, 
                    batch: int = 16) -> tuple[list[np.ndarray], int]:
     """Token sequences (one per clip) that the weights' token encoder extracts from the videos under
     `data`, exactly as the codec feeds it; returns them and the model's frame size."""
-    from imfcodec.model.weights import load_weights
-
     model = load_weights(weights).model
     size = model.cfg.size
     seqs = []
     for clip in _clip_frames(data, size, cache_dir, max_frames):
-        toks = [model.encode_tokens(torch.from_numpy(np.array(clip[k:k + batch])).permute(0, 3, 1, 2).float() / 255)
+        toks = [model.encode_tokens(to_tensor(clip[k:k + batch]))
                 for k in range(0, len(clip), batch)]
         seqs.append(torch.cat(toks).float().numpy())
     return seqs, size
@@ -285,15 +286,13 @@ def train_prior_from_weights(weights: str, data: list[str], qstep: float | None 
                              max_frames: int | None = None, **kw) -> str:
     """Extract tokens with the weights' encoder from the clips under `data`, fit and export the prior
     (to the shipped prior-dm{dm}-{size}.safetensors unless `out`); returns its path."""
-    from imfcodec.model.weights import file_id
-
     seqs, size = extract_tokens(weights, data, cache_dir, max_frames)
     return train_prior(seqs, seqs[0].shape[1], qstep, steps, out, size=size,
                        weights_id=file_id(weights).hex(), **kw)
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m entropy.train_prior",
+    p = argparse.ArgumentParser(prog="python -m imfcodec.train.prior",
                                 description="Fit the learned coder's prior on the tokens of a weights file and export it.")
     p.add_argument("weights")
     p.add_argument("data", nargs="+")

@@ -1,0 +1,53 @@
+"""The encoder's view of what the decoder will rebuild: the reference a coded keyframe gives, the tokens of
+frames against a reference (refined when asked), and how well tokens rebuild frames from it.
+
+Every method takes the reference it measures against, so no decision depends on hidden state.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from . import keyframe
+from .frames import to_tensor
+from .model import IMF, Reference
+from .refine import refine_tokens
+
+
+class Analysis:
+    """Measurements against a reference, for a model at the coded size (width x height)."""
+
+    def __init__(self, model: IMF, device: torch.device, keyframe_codec: str, width: int, height: int,
+                 refine_steps: int = 0, keyframe_psnr: float = 0.0):
+        self.model, self.device = model, device
+        self.keyframe_codec, self.width, self.height = keyframe_codec, width, height
+        self.refine_steps, self.keyframe_psnr = refine_steps, keyframe_psnr
+
+    def tensor(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
+        """Frames as a model input on the encoder's device."""
+        return to_tensor(frames, self.device)
+
+    def reference(self, data: bytes) -> Reference:
+        """What the decoder derives from keyframe data: its decoded picture's features and token."""
+        img = keyframe.decode(data, self.keyframe_codec, self.width, self.height)
+        return self.model.reference(self.tensor([img]))
+
+    def tokens(self, x: torch.Tensor, ref: Reference | None, refine: bool = True) -> torch.Tensor:
+        """E_T's tokens for frames x, refined against ref unless refine is False or refinement is off."""
+        t = self.model.encode_tokens(x)
+        if refine and self.refine_steps:
+            t = refine_tokens(self.model, ref, x, t, self.refine_steps)
+        return t
+
+    def psnr(self, x: torch.Tensor, t: torch.Tensor, ref: Reference) -> torch.Tensor:
+        """PSNR (dB, RGB) of each frame of x as tokens t rebuild it from ref."""
+        mse = (self.model.synthesize(t, ref).clamp(0, 1) - x).pow(2).mean(dim=(1, 2, 3))
+        return -10 * torch.log10(mse.clamp_min(1e-10))
+
+    def below(self, x: torch.Tensor, t: torch.Tensor, ref: Reference) -> list[bool]:
+        """Which frames of x tokens t rebuild from ref below the keyframe threshold (none when it is off)."""
+        if not self.keyframe_psnr:
+            return [False] * len(x)
+        return (self.psnr(x, t, ref) < self.keyframe_psnr).tolist()

@@ -1,0 +1,169 @@
+"""The decoder pipeline: an .imf file -> frames, and what else can be read from a file without decoding it
+(its tokens, its keyframes alone, its header and size breakdown).
+
+Decode: chunks in frame order (reader) -> a reference per keyframe (E_F, t_r, keys, values: once per
+keyframe) -> tokens -> frames synthesised in batches -> the output video, written whole or not at all.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from . import adapt
+from . import bitstream as bs
+from .errors import BitstreamError, UserError
+from .files import atomic_output, refuse_overwrite
+from .frames import to_images, to_tensor
+from .model import IMF
+from .options import DecodeOptions
+from .reader import Segments, open_chunks
+from .runtime import pick_device, resolve_model
+from .video_io import RESIZE_POLICIES, VideoWriter, source_size, to_source
+from entropy import CODEC_IDS
+
+Progress = Callable[[int, int], None]  # (frames done, frames expected or 0)
+OUTPUT_EXTENSIONS = (".mp4", ".mkv", ".y4m")
+
+
+@dataclass
+class DecodeResult:
+    frames: int
+    seconds: float
+    frames_rgb: list[np.ndarray] = field(default_factory=list)
+
+
+def decode_tokens(path: str) -> np.ndarray:
+    """All tokens of a file in frame order (keyframe rows are NaN): what the decoder feeds the model."""
+    seg = Segments(path)
+    rows = []
+    for kind, _, val in seg:
+        if kind in ("key", "tokens"):
+            rows.append(np.full((1, seg.header.dm), np.nan, np.float32) if kind == "key" else val)
+    return np.concatenate(rows) if rows else np.zeros((0, seg.header.dm), np.float32)
+
+
+def repeat_keyframes(path: str) -> np.ndarray:
+    """Every frame of a file as its segment's decoded keyframe (T, H, W, 3): what the keyframes alone give,
+    the floor its tokens must beat. Needs no weights."""
+    frames, img = [], None
+    for kind, _, val in Segments(path):
+        if kind == "ref":
+            img = val
+        elif kind != "adapt":
+            frames += [img] * (len(val) if kind == "tokens" else 1)
+    return np.stack(frames)
+
+
+def _model_for(src: str, h: bs.Header, opts: DecodeOptions) -> tuple[IMF, torch.device]:
+    """The network that made src, on the device asked for; UserError when the weights are not it."""
+    device = pick_device(opts.device)
+    lm = resolve_model(opts.weights, h.dm, device, opts.allow_untrained)
+    if lm.model_id != h.model_id:
+        raise UserError(f"{src} was made with other weights (model id {h.model_id.hex()[:16]}…), "
+                        f"not {os.path.basename(lm.path)} ({lm.model_id.hex()[:16]}…); pass the right --weights")
+    model = lm.model
+    if (model.cfg.size, model.cfg.size, model.cfg.dm) != (h.width, h.height, h.dm):
+        raise UserError("the weights do not match the file's coded size or token size")
+    return model, device
+
+
+def _synthesise(seg: Segments, model: IMF, device: torch.device, batch: int, adapter: adapt.Adapter,
+                emit: Callable[[list[np.ndarray]], None]) -> None:
+    """Every frame of seg, in order, to emit: keyframes as decoded, the others synthesised from tokens."""
+    ref = None
+    for kind, idx, val in seg:
+        if kind == "ref":
+            ref = model.reference(to_tensor([val], device))
+        elif kind == "adapt":
+            scheme, q, step = val
+            if len(q) != adapt.count(model, scheme):
+                raise BitstreamError(f"decoder offsets for frame {idx} on: {len(q)} values, the weights "
+                                     f"have {adapt.count(model, scheme)}")
+            adapter.set(adapt.dequantize(q, step))
+        elif kind == "key":
+            emit([val])
+        else:
+            toks = torch.from_numpy(val)
+            for i in range(0, len(toks), batch):
+                emit(to_images(model.synthesize(toks[i:i + batch].to(device), ref)))
+
+
+@torch.inference_mode()
+def decode_file(src: str, dst: str | None, opts: DecodeOptions, progress: Progress | None = None,
+                keep_frames: bool = False) -> DecodeResult:
+    """Decode src to dst (.mp4/.mkv/.y4m); with dst None only keep frames in memory (tests, metrics)."""
+    t0 = time.time()
+    if dst is not None:
+        refuse_overwrite(src, dst)
+        if os.path.splitext(dst)[1].lower() not in OUTPUT_EXTENSIONS:
+            raise UserError(f"unsupported output extension {os.path.splitext(dst)[1] or '(none)'}: "
+                            f"use .mp4, .mkv or .y4m")
+    seg = Segments(src)
+    h = seg.header
+    model, device = _model_for(src, h, opts)
+    policy = {v: k for k, v in RESIZE_POLICIES.items()}[h.resize]
+    out_w, out_h = (source_size(h.src_width, h.src_height, h.width, h.height, policy) if opts.scale_to_source
+                    else (h.width, h.height))
+    result = DecodeResult(0, 0.0)
+    writer = None
+
+    def emit(images: list[np.ndarray]) -> None:
+        for img in images:
+            if opts.scale_to_source:
+                img = to_source(img, out_w, out_h, policy)
+            if writer:
+                writer.write(img)
+            if keep_frames:
+                result.frames_rgb.append(img)
+            result.frames += 1
+        if progress:
+            progress(result.frames, h.frames)
+
+    with adapt.adaptable(model) as adapter:
+        if dst is None:
+            _synthesise(seg, model, device, opts.batch, adapter, emit)
+        else:
+            with atomic_output(dst) as tmp:
+                with VideoWriter(tmp, out_w, out_h, h.fps, fmt_hint=os.path.splitext(dst)[1]) as writer:
+                    _synthesise(seg, model, device, opts.batch, adapter, emit)
+    result.seconds = time.time() - t0
+    return result
+
+
+def read_info(path: str) -> dict:
+    """Header fields and a size breakdown of a .imf file (every chunk CRC-checked)."""
+    size, chunks = open_chunks(path)
+    h = bs.Header.unpack(next(chunks).payload)
+    with open(path, "rb") as f:
+        version = bs.read_version(f)
+    coded = {bs.KEYF: 0, bs.TOKN: 0, bs.ADPT: 0}
+    nkey = 0
+    for c in chunks:
+        if c.ctype in coded:
+            coded[c.ctype] += bs.coded_size(c)
+            nkey += c.ctype == bs.KEYF
+    kb, tb, ab = coded[bs.KEYF], coded[bs.TOKN], coded[bs.ADPT]
+    pix = max(1, h.frames * h.width * h.height)
+    names = {v: k for k, v in CODEC_IDS.items()}
+    knames = {v: k for k, v in bs.KEYFRAME_CODECS.items()}
+    rnames = {v: k for k, v in RESIZE_POLICIES.items()}
+    return {
+        "frames": h.frames, "width": h.width, "height": h.height,
+        "fps": float(h.fps), "fps_rational": f"{h.fps.numerator}/{h.fps.denominator}",
+        "dm": h.dm, "token_codec": names.get(h.token_codec, f"unknown({h.token_codec})"),
+        "bytes_total": size, "bytes_keyframe": kb, "bytes_tokens": tb, "bytes_adapt": ab,
+        "bytes_container": size - kb - tb - ab,
+        "bpp_total": size * 8 / pix, "bpp_tokens": tb * 8 / pix,
+        "keyframes": nkey, "keyframe_codec": knames.get(h.keyframe_codec, f"unknown({h.keyframe_codec})"),
+        "keyframe_quality": h.keyframe_quality, "keyframe_interval": h.keyframe_interval,
+        "source_width": h.src_width, "source_height": h.src_height,
+        "resize": rnames.get(h.resize, f"unknown({h.resize})"),
+        "model_id": h.model_id.hex(), "version": ".".join(map(str, version)),
+        "duration_s": float(h.frames / h.fps) if h.fps else 0.0,
+        "kbps": size * 8 / 1000 / float(h.frames / h.fps) if h.frames else 0.0,
+    }

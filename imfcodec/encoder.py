@@ -1,0 +1,279 @@
+"""The encoder pipeline: frames at the model size -> keyframes and token chunks -> an .imf file.
+
+Two GOP modes: `stream` (low delay, each keyframe starts its segment, frames coded as they arrive) and
+`segments` (windows of planned segments, each keyed near its middle, with per-window decoder offsets).
+Keyframe planning (keyplan), rate control (ratecontrol), measurements against a reference (analysis) and
+decoder adaptation (adapt) are their own modules; this one orders their work and writes the chunks.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+
+from . import adapt, bitstream as bs
+from .analysis import Analysis
+from .errors import UserError
+from .files import atomic_output, refuse_overwrite
+from .keyplan import Planner
+from .model import IMF, Reference
+from .options import EncodeOptions
+from .ratecontrol import RateControl, Tally
+from .runtime import pick_device, resolve_model, shipped_prior_path
+from .video_io import RESIZE_POLICIES, probe, read_frames, to_model
+from entropy import CODEC_IDS, TokenCoder, make_coder
+
+Progress = Callable[[int, int], None]  # (frames done, frames expected or 0)
+Chunks = list[tuple[int, list[torch.Tensor]]]  # token chunks: (first frame, token batches)
+
+
+@dataclass
+class EncodeResult:
+    frames: int
+    width: int
+    height: int
+    bytes_total: int
+    bytes_keyframe: int
+    bytes_tokens: int
+    seconds: float
+    tokens: np.ndarray | None = None
+    bytes_adapt: int = 0    # ADPT payloads (decoder offsets)
+
+    @property
+    def bpp_total(self) -> float:
+        return self.bytes_total * 8 / max(1, self.frames * self.width * self.height)
+
+    @property
+    def bpp_tokens(self) -> float:
+        return self.bytes_tokens * 8 / max(1, self.frames * self.width * self.height)
+
+
+class Encoder:
+    """Writes the keyframes and token chunks of a stream of frames at the model size."""
+
+    def __init__(self, model: IMF, header: bs.Header, coder: TokenCoder, writer: bs.Writer, opts: EncodeOptions,
+                 device: torch.device, progress: Callable[[int], None] | None, expected: int = 0):
+        self.model, self.header, self.coder, self.w = model, header, coder, writer
+        self.opts, self.progress, self.expected = opts, progress, expected
+        self.analysis = Analysis(model, device, opts.keyframe_codec, header.width, header.height,
+                                 opts.refine_steps, opts.keyframe_psnr)
+        self.plan = Planner(opts, self.analysis)
+        self.tally = Tally()
+        reserve = adapt.expected_bytes(model) + bs.CHUNK_OVERHEAD if opts.adapts else 0
+        self.rate = RateControl(opts, header, coder, writer, self.tally, expected, reserve)
+        self.kept: list[np.ndarray] = []
+
+    def advance(self, k: int) -> None:
+        self.tally.frames += k
+        if self.progress:
+            self.progress(self.tally.frames)
+
+    def reference(self, data: bytes) -> Reference | None:
+        """What the decoder will derive from keyframe data, when anything measures against it."""
+        return self.analysis.reference(data) if self.opts.needs_reference else None
+
+    def runs(self, before: int, after: int) -> list[int]:
+        """The sizes of the token chunks of a segment with before and after frames around its keyframe."""
+        c = self.opts.chunk_frames
+        return [n for n in (c,) * (before // c) + (before % c,) + (c,) * (after // c) + (after % c,) if n]
+
+    def put_keyframe(self, n: int, data: bytes, advance: bool = True) -> None:
+        self.w.chunk(bs.KEYF, bs.pack_keyframe(n, data))
+        self.tally.key_bytes += len(data)
+        self.coder.reset()
+        if advance:
+            self.advance(1)
+
+    def put_tokens(self, start: int, toks: list[torch.Tensor]) -> None:
+        t = torch.cat(toks) if toks else None
+        if t is None or not len(t):
+            return  # no frames in this run
+        payload, deq = self.coder.encode(t.numpy())
+        self.w.chunk(bs.TOKN, bs.pack_tokens(start, len(t), payload))
+        self.tally.token_bytes += len(payload)
+        self.tally.token_frames += len(t)
+        if self.opts.keep_tokens:
+            self.kept.append(deq)
+
+    def stream(self, frames: Iterator[np.ndarray]) -> int:
+        """Low delay: each keyframe starts its segment and frames are coded as they arrive. A frame rebuilt
+        below the threshold becomes a keyframe, and the frames after it are redone against it."""
+        o, a = self.opts, self.analysis
+        pending: list[np.ndarray] = []  # frames first, first + 1, ... waiting to become tokens
+        first = last_key = 0
+        ref: Reference | None = None    # the latest keyframe's
+
+        def key(n: int, x: np.ndarray) -> None:
+            nonlocal last_key, ref
+            last_key = n
+            (data,) = self.rate.intra([x], serves(), self.runs(0, serves() - 1))
+            ref = self.reference(data)
+            self.put_keyframe(n, data)
+
+        def flush() -> None:
+            nonlocal pending, first
+            toks: list[torch.Tensor] = []
+            i = 0
+            while i < len(pending):
+                x = a.tensor(pending[i:i + o.batch])
+                t = a.tokens(x, ref)
+                low = a.below(x, t, ref)
+                j = low.index(True) if any(low) else len(x)
+                toks.append(t[:j].float().cpu())
+                self.advance(j)
+                if j == len(x):
+                    i += len(x)
+                    continue
+                self.put_tokens(first, toks)
+                key(first + i + j, pending[i + j])
+                first, pending, toks, i = last_key + 1, pending[i + j + 1:], [], 0
+            self.put_tokens(first, toks)
+            pending = []
+
+        def serves() -> int:  # frames until the next keyframe falls due (or the expected end)
+            left = max(1, self.expected - last_key)
+            return min(o.keyframe_interval, left) if o.keyframe_interval else left
+
+        def keyframe_due(n: int) -> bool:
+            return n == 0 or (o.keyframe_interval > 0 and n - last_key >= o.keyframe_interval)
+
+        n = 0
+        for x in frames:
+            if keyframe_due(n):
+                flush()  # may turn a pending frame into a keyframe, which moves last_key
+            if keyframe_due(n):
+                key(n, x)
+            else:
+                if not pending:
+                    first = n
+                pending.append(x)
+                if len(pending) == o.chunk_frames:
+                    flush()
+            n += 1
+        flush()
+        return n
+
+    def segments(self, frames: Iterator[np.ndarray]) -> int:
+        """Windows of plan_segments x keyframe_interval frames, each split into segments whose keyframes
+        and boundaries are chosen together (keyplan): frames are nearer a reference that suits them than with
+        keyframes at the starts, at the cost of buffering a window."""
+        window = self.opts.keyframe_interval * self.opts.plan_segments
+        buf: list[np.ndarray] = []
+        n = 0
+        for x in frames:
+            buf.append(x)
+            if len(buf) == window:
+                m = self.window(buf, n)
+                n, buf = n + m, buf[m:]
+        while buf:
+            m = self.window(buf, n)
+            n, buf = n + m, buf[m:]
+        return n
+
+    def window(self, frames: list[np.ndarray], first: int) -> int:
+        """Code the segments the planner makes of frames (first is the index of frames[0]); returns how many
+        frames they took."""
+        segs, refs = self.plan(frames)
+        runs = [n for s, e, k in segs for n in self.runs(k - s, e - k - 1)]
+        coded = [refs[k][0] for _, _, k in segs] if all(k in refs for _, _, k in segs) else None
+        keys = self.rate.intra([frames[k] for _, _, k in segs], segs[-1][1], runs, coded)  # one cap for all
+        coded_segs = []
+        for (s, e, k), data in zip(segs, keys):
+            ref = refs[k][1] if k in refs and refs[k][0] == data else self.reference(data)
+            coded_segs.append((s, e, k, data, ref, self.tokens(frames, s, e, k, ref)))
+        if self.opts.adapts:
+            self.adapt(frames, coded_segs)
+        for s, e, k, data, _, toks in coded_segs:
+            self.put_keyframe(first + k, data, advance=False)
+            for c, t in toks:
+                self.put_tokens(first + c, t)
+        return segs[-1][1]
+
+    def tokens(self, frames: list[np.ndarray], s: int, e: int, k: int, ref: Reference | None) -> Chunks:
+        """The token chunks of frames[s:e] keyed at frames[k], whose reference is ref."""
+        o, a, out = self.opts, self.analysis, []
+        self.advance(1)
+        for lo, hi in ((s, k), (k + 1, e)):
+            for c in range(lo, hi, o.chunk_frames):
+                toks = []
+                for b in range(c, min(hi, c + o.chunk_frames), o.batch):
+                    x = a.tensor(frames[b:min(hi, c + o.chunk_frames, b + o.batch)])
+                    toks.append(a.tokens(x, ref).float().cpu())
+                    self.advance(len(x))
+                out.append((c, toks))
+        return out
+
+    def adapt(self, frames: list[np.ndarray], segs: list) -> None:
+        """Fit the window's decoder offsets and write them (an ADPT chunk) unless, quantized, they do not
+        lower the window's loss or a rate cap leaves no room for them."""
+        o, refs, which, toks, idx = self.opts, [], [], [], []
+        for i, (s, e, k, _, ref, chunks) in enumerate(segs):
+            refs.append(ref)
+            for c, t in chunks:
+                t = torch.cat(t) if t else torch.zeros(0, self.header.dm)
+                toks.append(t)
+                idx += range(c, c + len(t))
+                which += [i] * len(t)
+        if not idx:
+            return
+        x, t = self.analysis.tensor([frames[j] for j in idx]), torch.cat(toks).to(self.analysis.device)
+        room = self.rate.adapt_room([len(d) for *_, d, _, _ in segs],
+                                    [sum(map(len, t)) for *_, ch in segs for _, t in ch]) if o.cap_bpp else None
+        payload, size = adapt.fit_window(self.model, refs, which, t, x, o.adapt_steps, o.adapt_step, o.batch, room)
+        # the next window's keyframes leave room for offsets at the configured step
+        self.rate.adapt_reserve = size + bs.CHUNK_OVERHEAD
+        if payload is not None:
+            self.w.chunk(bs.ADPT, payload)
+            self.tally.adapt_bytes += len(payload)
+
+
+def _coder(opts: EncodeOptions, dm: int) -> TokenCoder:
+    """The token coder the options ask for (a learned one with the shipped prior for dm)."""
+    kw = {"rate": opts.zfp_rate} if opts.token_codec == "zfp" else \
+        ({"qstep": opts.qstep} if opts.qstep is not None else {})
+    if opts.token_codec == "learned":
+        kw["prior"] = shipped_prior_path(dm)
+    try:
+        return make_coder(opts.token_codec, dm, **kw)
+    except (ValueError, OSError) as e:
+        raise UserError(f"token codec: {e}") from None
+
+
+@torch.no_grad()  # not inference_mode: token refinement needs autograd through the decoder
+def encode_file(src: str, dst: str, opts: EncodeOptions, progress: Progress | None = None) -> EncodeResult:
+    """Encode the video src to the .imf file dst (written whole or not at all)."""
+    t0 = time.time()
+    opts.validate()
+    refuse_overwrite(src, dst)
+    info = probe(src)
+    device = pick_device(opts.device)
+    lm = resolve_model(opts.weights, opts.dm, device, opts.allow_untrained)
+    model, size = lm.model, lm.model.cfg.size
+    dm = model.cfg.dm
+    coder = _coder(opts, dm)
+    header = bs.Header(frames=0, fps=info.fps, src_width=info.width, src_height=info.height, width=size,
+                       height=size, resize=RESIZE_POLICIES[opts.resize], dm=dm, model_id=lm.model_id,
+                       keyframe_codec=bs.KEYFRAME_CODECS[opts.keyframe_codec],
+                       keyframe_quality=opts.keyframe_quality, keyframe_interval=opts.keyframe_interval,
+                       token_codec=CODEC_IDS[opts.token_codec], token_params=coder.params())
+    expected = min(info.frames, opts.max_frames or info.frames)
+
+    with atomic_output(dst) as tmp, open(tmp, "wb") as f:
+        w = bs.Writer(f, bs.ADAPT_VERSION if opts.adapts else bs.VERSION)
+        w.chunk(bs.HEAD, header.pack())
+        enc = Encoder(model, header, coder, w, opts, device,
+                      (lambda k: progress(k, max(expected, k))) if progress else None, expected)
+        frames = (to_model(img, size, size, opts.resize) for img in read_frames(src, max_frames=opts.max_frames))
+        n = enc.stream(frames) if opts.keyframe_position == "start" else enc.segments(frames)
+        header.frames = n
+        w.rewrite_header(header)
+        w.close()
+        f.flush()
+        total = f.tell()
+    tl, kept = enc.tally, enc.kept
+    tokens = np.concatenate(kept) if kept else (np.zeros((0, dm), np.float32) if opts.keep_tokens else None)
+    return EncodeResult(n, size, size, total, tl.key_bytes, tl.token_bytes, time.time() - t0, tokens,
+                        tl.adapt_bytes)

@@ -1,0 +1,114 @@
+"""Rate control: the CRF each keyframe is coded at, so that a file stays within a rate cap (--max-bpp) or
+spends a rate target (--target-bpp), and the room a window's decoder offsets get under either.
+
+Tokens are coded at a fixed setting; only keyframes (and, under a cap, the offsets' step) give way. What a
+window leaves unspent carries over to the next, so the cap holds over the file.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from . import bitstream as bs
+from . import keyframe
+from entropy import TokenCoder
+
+if TYPE_CHECKING:
+    from .options import EncodeOptions
+
+
+@dataclass
+class Tally:
+    """What the encoder has produced so far."""
+    frames: int = 0        # frames accounted for (coded or planned into chunks about to be written)
+    key_bytes: int = 0
+    token_bytes: int = 0
+    token_frames: int = 0
+    adapt_bytes: int = 0
+
+
+class RateControl:
+    """Owns the budgets of a file: how many bytes keyframes and decoder offsets may take, and the CRF search
+    that meets them."""
+
+    def __init__(self, opts: "EncodeOptions", header: bs.Header, coder: TokenCoder, writer: bs.Writer,
+                 tally: Tally, expected: int, adapt_reserve: int):
+        self.opts, self.header, self.coder, self.writer = opts, header, coder, writer
+        self.tally, self.expected = tally, expected
+        # Bytes a window's keyframes leave for its decoder offsets: the last window's at the configured step,
+        # or a prior before any (the offsets are fitted after the keyframes are coded).
+        self.adapt_reserve = adapt_reserve
+
+    def intra(self, pics: list[np.ndarray], frames: int, runs: list[int],
+              coded: list[bytes] | None = None) -> list[bytes]:
+        """The keyframes pics, which with token chunks of the sizes runs code the next frames frames, at the
+        keyframe CRF (coded: pics at that CRF, when known). Under a rate cap, at the lowest CRF above it (one
+        for all) that keeps the file within the cap once those frames are coded, the codec's highest when none
+        does; under a rate target, below it too when the cap and the keyframes still to come allow."""
+        o = self.opts
+
+        def code(q: int) -> list[bytes]:
+            return [keyframe.encode(x, o.keyframe_codec, q) for x in pics]
+
+        data = coded or code(o.keyframe_quality)
+        if not o.cap_bpp:
+            return data
+        budget = self._keyframe_budget(frames, runs, len(pics))
+        lo, hi, best = o.keyframe_quality + 1, keyframe.MAX_QUALITY[o.keyframe_codec], None
+        size = sum(map(len, data))
+        if size <= budget:
+            if not o.target_bpp:
+                return data
+            budget -= self._later_deficit(frames, size // len(pics))  # what the keyframes to come will need
+            lo, hi, best = 0, o.keyframe_quality - 1, data
+        while lo <= hi:  # bisect for the smallest CRF that fits: bytes fall as the CRF rises
+            mid = (lo + hi) // 2
+            d = code(mid)
+            if sum(map(len, d)) <= budget:
+                hi, best = mid - 1, d
+            else:
+                lo = mid + 1
+        return best or code(keyframe.MAX_QUALITY[o.keyframe_codec])
+
+    def adapt_room(self, key_bytes: list[int], token_runs: list[int]) -> int:
+        """Bytes a window's ADPT payload may take under the cap, once its keyframes (key_bytes each) and token
+        chunks (token_runs frames each) are written."""
+        h = self.header
+        later = sum(n + bs.CHUNK_OVERHEAD for n in key_bytes) + \
+            sum(self.token_bytes(n) + bs.CHUNK_OVERHEAD for n in token_runs)
+        allowed = int(self.opts.cap_bpp * h.width * h.height * self.tally.frames / 8) - bs.CHUNK_OVERHEAD
+        return allowed - self.writer.tell() - later - bs.CHUNK_OVERHEAD
+
+    def token_bytes(self, n: int) -> int:
+        """Bytes a chunk of n tokens will take: exact for a fixed-rate coder; otherwise the file's mean so far
+        (a byte a value before any token is coded)."""
+        exact = self.coder.payload_size(n)
+        if exact is not None:
+            return exact
+        t = self.tally
+        per = t.token_bytes / t.token_frames if t.token_frames else self.header.dm
+        return int(per * n + 0.5)
+
+    def _later_deficit(self, frames: int, key_bytes: int) -> int:
+        """Bytes the frames after the next frames frames (to the probed end) will lack, beyond their own share
+        of the cap, to give their keyframes key_bytes each: a rate target leaves them that much."""
+        o, h = self.opts, self.header
+        later = self.expected - self.tally.frames - frames
+        if later <= 0:
+            return 0
+        keys = -(-later // o.keyframe_interval) if o.keyframe_interval else 1
+        windows = -(-later // (o.keyframe_interval * o.plan_segments)) if o.adapts else 0
+        share = int(o.cap_bpp * h.width * h.height * later / 8) - self.token_bytes(later) - \
+            (keys + -(-later // o.chunk_frames)) * bs.CHUNK_OVERHEAD - windows * self.adapt_reserve
+        return max(0, keys * key_bytes - share)
+
+    def _keyframe_budget(self, frames: int, runs: list[int], keys: int) -> int:
+        """Bytes keys keyframes may take: what the cap allows up to the end of the next frames frames, less what
+        the file holds so far and what their token chunks of sizes runs, the chunks' framing, the file's end
+        and (when adapting) the window's decoder offsets will take."""
+        h = self.header
+        allowed = int(self.opts.cap_bpp * h.width * h.height * (self.tally.frames + frames) / 8)
+        tokens = sum(self.token_bytes(n) for n in runs) + (len(runs) + keys + 1) * bs.CHUNK_OVERHEAD
+        return allowed - self.writer.tell() - tokens - self.adapt_reserve

@@ -1,0 +1,53 @@
+"""What a command runs with: the device, the network's weights file and the learned coder's prior files.
+
+Weights and priors ship in imfcodec/weights/; an explicit path replaces the shipped file.
+"""
+from __future__ import annotations
+
+import os
+from importlib import resources
+
+import torch
+
+from .errors import UserError
+from .model.weights import LoadedModel, load_weights, shipped_path
+
+
+def pick_device(name: str) -> torch.device:
+    """The torch device for --device auto, cpu or cuda (auto: CUDA when there is one)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: CUDA is not available on this machine")
+    if name not in ("cpu", "cuda"):
+        raise UserError(f"unknown device {name!r}: use auto, cpu or cuda")
+    return torch.device(name)
+
+
+def resolve_model(weights: str | None, dm: int, device: torch.device, allow_untrained: bool) -> LoadedModel:
+    """The weights to use: an explicit file, or the shipped ones for dm; refuse untrained weights."""
+    path = weights or shipped_path(dm)
+    if not os.path.isfile(path):
+        if weights:
+            raise UserError(f"weights file not found: {weights}")
+        raise UserError(f"no trained weights for dm={dm} are installed (expected {path}); "
+                        f"train them with `imfcodec train` or pass --weights")
+    lm = load_weights(path, device)
+    if not lm.trained and not allow_untrained:
+        raise UserError(f"the weights in {path} are untrained: they would produce noise; "
+                        f"train them with `imfcodec train` first")
+    return lm
+
+
+def shipped_prior_path(dm: int, size: int = 256) -> str:
+    """Where the learned coder's prior for a token size ships, beside the model weights."""
+    return str(resources.files("imfcodec").joinpath("weights", f"prior-dm{dm}-{size}.safetensors"))
+
+
+def shipped_priors(dm: int) -> list[str]:
+    """Every shipped prior for a token size (a decoder picks the one a file's header names)."""
+    d = resources.files("imfcodec").joinpath("weights")
+    if not d.is_dir():
+        return []
+    return sorted(str(p) for p in d.iterdir()
+                  if p.name.startswith(f"prior-dm{dm}-") and p.name.endswith(".safetensors"))

@@ -9,6 +9,7 @@ from imfcodec.codec import (DEFAULT_KEYFRAME_CANDIDATES, DEFAULT_KEYFRAME_INTERV
                             DEFAULT_PLAN_SEGMENTS, DEFAULT_ZFP_RATE, KEYFRAME_POSITIONS, EncodeOptions,
                             encode_file)
 from imfcodec.adapt import DEFAULT_ADAPT_STEPS
+from imfcodec.options import parse_bitrate
 from imfcodec.refine import DEFAULT_REFINE_STEPS
 
 from .common import console, network_options, print_json, progress_bar, run_guarded
@@ -68,6 +69,10 @@ from .common import console, network_options, print_json, progress_bar, run_guar
               help="Rate target over the whole file, in bits per pixel at the model size: like --max-bpp, a "
                    "cap, but each planned window's keyframes take the lowest CRF that keeps the file within "
                    "it (below --keyframe-quality too), spending the rate on quality. 0 = off.")
+@click.option("--bitrate", default=None, metavar="BITS/S",
+              callback=lambda ctx, param, v: 0.0 if v is None else run_guarded(parse_bitrate, v),
+              help="Rate target in bits per second at the source frame rate (4000, 4k or 4.5k): --target-bpp "
+                   "at bitrate / (fps x coded width x coded height).")
 @click.option("--adapt", "adapt_steps", type=click.IntRange(0, 100000), default=DEFAULT_ADAPT_STEPS,
               show_default=True,
               help="Decoder adaptation: Adam steps (batches of frames) fitting offsets to the decoder's flow "
@@ -78,7 +83,7 @@ from .common import console, network_options, print_json, progress_bar, run_guar
 @network_options
 def encode(src, dst, dm, token_codec, zfp_rate, qstep, resize, keyframe_codec, keyframe_quality,
            keyframe_interval, keyframe_position, keyframe_candidates, plan_segments,
-           keyframe_psnr, refine_steps, max_bpp, target_bpp, adapt_steps,
+           keyframe_psnr, refine_steps, max_bpp, target_bpp, bitrate, adapt_steps,
            max_frames, batch, weights, device, allow_untrained, as_json, quiet):
     """Encode the video SRC into an .imf file."""
     opts = EncodeOptions(dm=dm, weights=weights, token_codec=token_codec, zfp_rate=zfp_rate, qstep=qstep,
@@ -86,7 +91,7 @@ def encode(src, dst, dm, token_codec, zfp_rate, qstep, resize, keyframe_codec, k
                          keyframe_interval=keyframe_interval, keyframe_position=keyframe_position,
                          keyframe_candidates=keyframe_candidates, plan_segments=plan_segments,
                          keyframe_psnr=keyframe_psnr,
-                         refine_steps=refine_steps, max_bpp=max_bpp, target_bpp=target_bpp,
+                         refine_steps=refine_steps, max_bpp=max_bpp, target_bpp=target_bpp, bitrate=bitrate,
                          adapt_steps=adapt_steps,
                          max_frames=max_frames, batch=batch, device=device,
                          allow_untrained=allow_untrained)

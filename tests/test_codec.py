@@ -13,6 +13,7 @@ import pytest
 from imfcodec.codec import (DecodeOptions, EncodeOptions, decode_file, decode_tokens, encode_file, read_info,
                             repeat_keyframes)
 from imfcodec.errors import BitstreamError, UserError
+from imfcodec.options import parse_bitrate
 from imfcodec.video_io import probe, read_frames
 
 from tests.conftest import SHARED, make_clip
@@ -127,6 +128,38 @@ def test_rate_target_spends_the_rate_on_keyframes(rate_run, position):
     assert best.bytes_keyframe > spent.bytes_keyframe > free.bytes_keyframe  # a lower CRF than the default
     below = free.bpp_total * 0.95  # less than the default CRF's rate: still within it
     assert run("below.imf", target_bpp=below)[0].bpp_total <= below
+
+
+def test_bitrate_is_a_rate_target_within_budget(rate_run, clip):
+    """--bitrate is --target-bpp at bitrate / (fps x coded pixels): files at three bitrates, from near the
+    smallest the keyframe codec allows to above the default's, each stay within bitrate x duration."""
+    run = functools.partial(rate_run, position="middle")
+    (free, _), (smallest, _) = run("free.imf"), run("q63.imf", keyframe_quality=63)
+    fps, pix = float(probe(str(clip)).fps), free.width * free.height
+    keys = []
+    for k, bpp in enumerate(np.linspace(smallest.bpp_total * 1.1, free.bpp_total * 1.2, 3)):
+        bitrate = round(bpp * fps * pix)
+        r, data = run(f"b{k}.imf", bitrate=float(bitrate))
+        assert r.bytes_total * 8 <= bitrate * r.frames / fps
+        keys.append(r.bytes_keyframe)
+        if k == 1:
+            assert run("bpp.imf", target_bpp=bitrate / (fps * pix))[1] == data
+    assert keys == sorted(set(keys))  # each higher bitrate buys better keyframes
+
+
+def test_bitrate_parsing_and_errors(tmp_path, clip, tiny):
+    assert [parse_bitrate(v) for v in ("4000", "4k", "4.5k", "4.5K", " 2M")] == [4000, 4000, 4500, 4500, 2e6]
+    for bad in ("", "abc", "-4k", "0", "0k", "inf", "nan", "4kk", "4 k", "1e400", "9" * 400):
+        with pytest.raises(UserError, match="bitrate must be"):
+            parse_bitrate(bad)
+    line = assert_one_line_error(cli("encode", clip, "-o", tmp_path / "p.imf", "--weights", tiny,
+                                     "--allow-untrained", "--bitrate", "fast"))
+    assert "bitrate must be" in line and "'fast'" in line
+    line = assert_one_line_error(cli("encode", clip, "-o", tmp_path / "p.imf", "--weights", tiny,
+                                     "--allow-untrained", "--bitrate", "4k", "--target-bpp", "0.1"))
+    assert "not two" in line and not (tmp_path / "p.imf").exists()
+    with pytest.raises(UserError, match="lossy keyframe codec"):
+        encode_file(str(clip), str(tmp_path / "p.imf"), enc_opts(tiny, keyframe_codec="png", bitrate=4000.0))
 
 
 def test_rate_cap_and_target_exclude_each_other(tmp_path, clip, tiny):

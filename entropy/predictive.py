@@ -33,6 +33,10 @@ INIT_SCALE = 1 << SB            # 1 step: each dimension's running mean at the s
 ACTIVITY_PRIOR = 2 << SB        # 2 steps added to both sums of the within-token activity ratio
 MIN_SCALE_INDEX = 6             # 0.16 steps: residuals are rarely more peaked than this
 MAX_MOMENTUM = 8
+#: Every value after a segment's first token costs at least 0.0922 bits (the likeliest symbol at scale index 6),
+#: so a payload of n tokens has at least 9/100 bit a value of them, less the coder's 64-bit state: a short
+#: payload claiming many tokens is refused before decoding (each token is dm range-decoder calls).
+MIN_VALUE_BITS_PERCENT = 9
 #: Scale index j covers [THRESHOLDS[j - 1], THRESHOLDS[j]): the geometric midpoints between table scales.
 _SCALES = [SCALE_MANT[j % 4] << (j // 4) for j in range(NUM_SCALES)]
 THRESHOLDS = np.array([math.isqrt(a * b) for a, b in zip(_SCALES, _SCALES[1:])], np.int64)
@@ -162,7 +166,8 @@ class PredictiveCoder(TokenCoder):
     def decode(self, payload: bytes, n: int) -> np.ndarray:
         if not 0 <= n <= MAX_FRAMES:
             raise ValueError(f"token count {n} out of range")
-        if len(payload) % 4 or len(payload) > 4 * (n * self.dm * MAX_BITS_PER_VALUE // 32 + 2):
+        if len(payload) % 4 or len(payload) > 4 * (n * self.dm * MAX_BITS_PER_VALUE // 32 + 2) or \
+                100 * (8 * len(payload) + 64) < MIN_VALUE_BITS_PERCENT * (n - 1) * self.dm:
             raise ValueError("token payload size cannot hold this chunk")
         if n == 0:
             if payload:

@@ -3,8 +3,9 @@
 Per clip (first FRAMES frames, 256x256 centre crop as the codec does): segments of 34 frames, each with its
 first frame as the reference (uncoded) and its other 33 tokens coded as one chunk, the coder's context reset
 at every segment. For each coder setting: bits per token value, and the PSNR-RGB and MS-SSIM of the frames
-synthesised from the decoded tokens (every STRIDE-th coded frame). Last, per directory, the predictive step
-whose PSNR matches ZFP rate 6's (interpolated between the two steps around it) and its bits per value.
+synthesised from the decoded tokens (every STRIDE-th coded frame). Last, per directory, the coarsest
+predictive step whose PSNR reaches ZFP rate 6's (interpolated between the two steps around it) and its bits
+per value.
 
     PYTHONPATH=. python benchmarks/token_bits.py ../shared/data/eval ../shared/data/val [--stride 4]
 """
@@ -19,7 +20,6 @@ import numpy as np
 import torch
 
 from entropy import TokenCoder, make_coder
-from entropy.predictive import DEFAULT_DEADZONE
 from imfcodec.metrics import msssim, psnr_rgb
 from imfcodec.model.weights import load_weights, shipped_path
 from imfcodec.video_io import read_frames, to_model
@@ -95,12 +95,16 @@ def measure(model, clips: list[Clip], coder_for, stride: int) -> Point:
 
 
 def match(points: dict[float, Point], psnr: float) -> tuple[float, float] | None:
-    """(step, bits) where the predictive coder's PSNR crosses psnr, linear between the two steps around it
-    (in log step and bits); None when no two neighbouring steps bracket it."""
+    """(step, bits) of the coarsest step at which the predictive coder's PSNR still reaches psnr: linear
+    between the two steps around its last crossing (in log step and bits); None when no step reaches it.
+    Near the uncoded tokens' PSNR the curve wobbles by a few hundredths of a dB, so it may cross more than
+    once; the table shows every step."""
     steps = sorted(points)
-    for a, b in zip(steps, steps[1:]):
+    for a, b in zip(steps[::-1][1:], steps[::-1]):  # from the coarse end
         pa, pb = points[a].psnr, points[b].psnr
-        if (pa - psnr) * (pb - psnr) <= 0 and pa != pb:
+        if pb >= psnr:
+            return b, points[b].bits
+        if pa >= psnr:
             w = (pa - psnr) / (pa - pb)
             return float(np.exp((1 - w) * np.log(a) + w * np.log(b))), (1 - w) * points[a].bits + w * points[b].bits
     return None
@@ -114,7 +118,6 @@ def main() -> None:
     ap.add_argument("--qsteps", default=",".join(map(str, QSTEPS)))
     ap.add_argument("--zfp-rates", default=",".join(map(str, ZFP_RATES)), help="empty: no ZFP rows (and no match)")
     ap.add_argument("--momentum", type=int, default=0, help="predictive coder's momentum, in eighths")
-    ap.add_argument("--deadzone", type=float, default=DEFAULT_DEADZONE, help="predictive encoder's dead zone, steps")
     ap.add_argument("--weights", default=shipped_path(32, 256))
     a = ap.parse_args()
     model = load_weights(a.weights).model
@@ -131,8 +134,8 @@ def main() -> None:
             print(f"{'zfp rate ' + f'{r:g}':24s} {zfp[r].bits:10.3f} {zfp[r].psnr:9.3f} {zfp[r].msssim:8.4f}", flush=True)
         pred = {}
         for q in map(float, a.qsteps.split(",")):
-            pred[q] = measure(model, clips, lambda: make_coder("predictive", dm, qstep=q, momentum=a.momentum,
-                                                               deadzone=a.deadzone), a.stride)
+            pred[q] = measure(model, clips, lambda: make_coder("predictive", dm, qstep=q, momentum=a.momentum),
+                              a.stride)
             print(f"{f'predictive step {q:g}':24s} {pred[q].bits:10.3f} {pred[q].psnr:9.3f} {pred[q].msssim:8.4f}",
                   flush=True)
         if MATCH_RATE not in zfp:

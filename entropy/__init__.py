@@ -11,7 +11,7 @@ __all__ = ["CODEC_IDS", "PredictiveCoder", "TokenCoder", "ZfpCoder", "make_coder
 
 def make_coder(name: str, dm: int, **kw) -> TokenCoder:
     """A coder for encoding: `zfp` takes rate=, `learned` prior= (a file) and qstep=, `predictive` qstep=
-    (and momentum=, deadzone=)."""
+    (and momentum=)."""
     if name == "zfp":
         return ZfpCoder(dm, kw.get("rate", 8.0))
     if name == "predictive":

@@ -6,7 +6,7 @@ the last token, and most of the gain is in the scale. Two backward-adaptive esti
 a running mean of that dimension's residual magnitudes; per token, how the residuals of the dimensions
 already coded compare with their running means (a frame with fast motion moves every dimension). Nothing
 extra is sent. The stream can add a share M/8 of the last change to the prediction (linear extrapolation),
-but on the train/ clips' tokens at step 0.02 (dead zone 0.2) that costs bits: 0.749 bits a value at M = 0,
+but on the train/ clips' tokens at step 0.02 (with an encoder dead zone of 0.2 steps) that costs bits: 0.749 bits a value at M = 0,
 0.762 at 2, 0.784 at 4, 0.919 at 8 and 0.788 at -2, so the encoder writes M = 0.
 
 Everything between the decoded integers and the coder's frequencies is integer arithmetic (int64, floor
@@ -46,9 +46,6 @@ THRESHOLDS = np.array([math.isqrt(a * b) for a, b in zip(_SCALES, _SCALES[1:])],
 #: of the shipped E_T's tokens, the first token's scale.
 DEFAULT_QSTEP = 0.02
 DEFAULT_FIRST_SCALE = 0.3
-#: The encoder rounds towards the prediction by this many steps: on train/ clips' tokens, 14% fewer bits at
-#: equal token error than plain rounding (benchmarks/token_bits.md).
-DEFAULT_DEADZONE = 0.2
 
 
 def scale_index(scale: np.ndarray, num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -67,11 +64,8 @@ class PredictiveCoder(TokenCoder):
     """Uniform scalar quantization with step qstep, coded under a backward-adaptive Laplace model."""
     name = "predictive"
 
-    def __init__(self, dm: int, qstep: float = DEFAULT_QSTEP, momentum: int = 0, first_j: int | None = None,
-                 deadzone: float = DEFAULT_DEADZONE):
+    def __init__(self, dm: int, qstep: float = DEFAULT_QSTEP, momentum: int = 0, first_j: int | None = None):
         super().__init__(dm)
-        if not 0 <= deadzone < 0.5:
-            raise ValueError(f"dead zone must be in [0, 0.5) steps, got {deadzone}")
         qstep = float(np.float32(qstep))
         if not QSTEP_MIN <= qstep <= QSTEP_MAX:
             raise ValueError(f"qstep must be in [{QSTEP_MIN}, {QSTEP_MAX}], got {qstep}")
@@ -81,7 +75,6 @@ class PredictiveCoder(TokenCoder):
         if not 0 <= first_j < NUM_SCALES:
             raise ValueError(f"first-token scale index must be in [0, {NUM_SCALES - 1}], got {first_j}")
         self.qstep, self.momentum, self.first_j = qstep, int(momentum), int(first_j)
-        self.deadzone = float(deadzone)  # the encoder's own choice: not in the stream
         self.reset()
 
     @classmethod
@@ -134,36 +127,26 @@ class PredictiveCoder(TokenCoder):
         arr = self.check_tokens(tokens)
         if len(arr) > MAX_FRAMES:
             raise ValueError(f"at most {MAX_FRAMES} tokens per chunk")
-        payload, q = self._code(arr / np.float32(self.qstep), self._quantize)
-        return payload, q.astype(np.float32) * np.float32(self.qstep)
+        q = np.clip(np.rint(arr / np.float32(self.qstep)), -QMAX, QMAX).astype(np.int64)
+        return self._code(q), q.astype(np.float32) * np.float32(self.qstep)
 
-    def _quantize(self, x: np.ndarray, centre: np.ndarray) -> np.ndarray:
-        """A token x in steps rounded to the grid, with values within 1/2 + deadzone of the prediction's
-        centre rounded to it (and the others that much towards it): smaller residuals cost fewer bits."""
-        r = x - centre
-        return np.clip(centre + np.sign(r) * np.floor(np.maximum(np.abs(r) - self.deadzone, 0) + 0.5),
-                       -QMAX, QMAX).astype(np.int64)
-
-    def _code(self, rows: np.ndarray, quantize=None) -> tuple[bytes, np.ndarray]:
-        """The payload of tokens after the current context, which it advances, and their quantized values:
-        rows are quantized already, or in steps and quantize(row, centre) rounds each. Per token its dm main
-        symbols, then the escapes of its dimensions in order (range coder words, little-endian)."""
-        q = np.zeros(rows.shape, np.int64)
+    def _code(self, q: np.ndarray) -> bytes:
+        """The payload of quantized tokens q (n, dm) after the current context, which it advances: per token
+        its dm main symbols, then the escapes of its dimensions in order (range coder words, little-endian)."""
         if not len(q):
-            return b"", q
+            return b""
         enc = constriction.stream.queue.RangeEncoder()
-        for i, row in enumerate(rows):
+        for row in q:
             m = self._mean()
-            q[i] = quantize(row, m >> 5) if quantize else row
-            d = q[i] - (m >> 5)
+            d = row - (m >> 5)
             mag = np.minimum(np.abs(d), TAIL + 1)
             j = self._indices(np.cumsum(mag) - mag)
             enc.encode((np.clip(d, -TAIL - 1, TAIL + 1) + TAIL + 1).astype(np.int32), CAT, laplace_rows(j, m & 31))
             esc = [int(v) - TAIL - 1 for v in np.abs(d) if v > TAIL]
             if esc:
                 enc.encode(*escape_symbols(esc))
-            self._push(q[i], mag)
-        return enc.get_compressed().astype("<u4").tobytes(), q
+            self._push(row, mag)
+        return enc.get_compressed().astype("<u4").tobytes()
 
     def decode(self, payload: bytes, n: int) -> np.ndarray:
         if not 0 <= n <= MAX_FRAMES:
@@ -191,7 +174,7 @@ class PredictiveCoder(TokenCoder):
         # is accepted, which catches leftover, missing and most altered data. Coding q again from the
         # chunk's starting context also leaves the context where decoding it did.
         self._hist, self._scale = start
-        if self._code(q)[0] != payload:
+        if self._code(q) != payload:
             self._hist, self._scale = start
             raise ValueError("the token payload is not the coding of its tokens (leftover or damaged data)")
         return q.astype(np.float32) * np.float32(self.qstep)

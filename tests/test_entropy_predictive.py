@@ -66,16 +66,6 @@ np.save(sys.argv[3], np.concatenate(out))
 """
 
 
-def test_dead_zone_spends_fewer_bits():
-    """Rounding towards the prediction is the encoder's choice: the same decoder reads both streams."""
-    toks = walk(np.random.default_rng(2), 33)
-    plain, zoned = P.PredictiveCoder(DM, 0.01, deadzone=0.0), P.PredictiveCoder(DM, 0.01, deadzone=0.2)
-    (p0, d0), (p1, d1) = plain.encode(toks), zoned.encode(toks)
-    assert len(p1) < len(p0) and plain.params() == zoned.params()
-    assert np.abs(d1 - toks).max() <= 0.7 * 0.01 * 1.0001 and np.abs(d1 - toks).mean() > np.abs(d0 - toks).mean()
-    assert np.array_equal(P.PredictiveCoder(DM, 0.01).decode(p1, len(toks)), d1)
-
-
 def test_one_thread_encode_two_thread_decode(tmp_path):
     toks = walk(np.random.default_rng(1), 30)
     np.save(tmp_path / "t.npy", toks)
@@ -152,11 +142,11 @@ def test_params_round_trip_and_hostile_params():
 
 
 def bits_at_zfp_error(seqs: list[np.ndarray], rate: float = 6.0) -> tuple[float, float]:
-    """Bits per value of ZFP at rate and of the predictive coder at the step with the same token error
-    (plain rounding: no dead zone), one chunk per sequence (a segment)."""
+    """Bits per value of ZFP at rate and of the predictive coder at the step with the same token error, one
+    chunk per sequence (a segment)."""
     from imfcodec.train.prior import match_zfp_qstep
     dm, values = seqs[0].shape[1], sum(s.size for s in seqs)
-    zfp, pred, nz, npred = ZfpCoder(dm, rate), P.PredictiveCoder(dm, match_zfp_qstep(seqs, rate), deadzone=0.0), 0, 0
+    zfp, pred, nz, npred = ZfpCoder(dm, rate), P.PredictiveCoder(dm, match_zfp_qstep(seqs, rate)), 0, 0
     for s in seqs:
         pred.reset()
         nz += len(zfp.encode(s)[0])

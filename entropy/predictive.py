@@ -42,9 +42,9 @@ MIN_VALUE_BITS_PERCENT = 9
 #: Scale index j covers [THRESHOLDS[j - 1], THRESHOLDS[j]): the geometric midpoints between table scales.
 _SCALES = [SCALE_MANT[j % 4] << (j // 4) for j in range(NUM_SCALES)]
 THRESHOLDS = np.array([math.isqrt(a * b) for a, b in zip(_SCALES, _SCALES[1:])], np.int64)
-#: Defaults of the encoder: the step that matches ZFP rate 6's PSNR (benchmarks/token_bits.md) and the spread
-#: of the shipped E_T's tokens, the first token's scale.
-DEFAULT_QSTEP = 0.02
+#: Defaults of the encoder: about the coarsest step whose frames keep ZFP rate 6's PSNR on the eval clips
+#: (0.0165 there, benchmarks/token_bits.md), and the spread of the shipped E_T's tokens, the first token's scale.
+DEFAULT_QSTEP = 0.016
 DEFAULT_FIRST_SCALE = 0.3
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from imfcodec.frames import to_tensor  # noqa: E402
 from imfcodec.metrics import psnr_rgb  # noqa: E402
 from imfcodec.model.weights import load_weights, shipped_path  # noqa: E402
 from imfcodec.video_io import read_frames, to_model  # noqa: E402
@@ -40,8 +41,7 @@ def main() -> None:
     size = model.cfg.size
     rows = []
     for path in clips:
-        imgs = [to_model(f, size, size, "crop") for f in read_frames(path, max_frames=a.frames)]
-        x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() / 255
+        x = to_tensor([to_model(f, size, size, "crop") for f in read_frames(path, max_frames=a.frames)])
         ref, target = model.reference(x[:1]), x[1::a.stride]
         tokens = model.encode_tokens(target)
         moved, (att8, _) = model.synthesize(tokens, ref, return_attention=True)

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from imfcodec.frames import to_tensor  # noqa: E402
 from imfcodec.metrics import msssim, msssim_t, psnr_rgb  # noqa: E402
 from imfcodec.model.weights import load_weights, shipped_path  # noqa: E402
 from imfcodec.refine import mse, mse_msssim, refine_tokens  # noqa: E402
@@ -48,8 +49,7 @@ def main() -> None:
     data = []
     with torch.no_grad():
         for path in clips:
-            frames = np.stack([to_model(f, size, size, "crop") for f in read_frames(path, max_frames=a.frames)])
-            x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
+            x = to_tensor([to_model(f, size, size, "crop") for f in read_frames(path, max_frames=a.frames)])
             targets = x[1::a.every]
             data.append((model.reference(x[:1]), targets, model.encode_tokens(targets)))
     print("loss steps lr | PSNR-RGB dB MS-SSIM | per-clip PSNR | seconds")

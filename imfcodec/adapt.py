@@ -28,7 +28,7 @@ DEFAULT_ADAPT_STEPS = 100
 DEFAULT_STEP = 0.01       # quantization step of the offsets, in bias units
 #: Under a rate cap, offsets that do not fit are tried again at 2, 4, ... times the step, this many steps in all.
 COARSER_STEPS = 4
-#: What an offset costs at DEFAULT_STEP, in bits, as measured on the eval clips (MODEL_CARD.md): the room a
+#: About what an offset costs at DEFAULT_STEP, in bits (MODEL_CARD.md, "Decoder adaptation"): the room a
 #: rate cap keeps for a window's offsets before any window has been fitted.
 EXPECTED_BITS = 4
 

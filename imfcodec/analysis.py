@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from . import keyframe
+from .fast import synthesis_for
 from .frames import to_tensor
 from .model import IMF, Reference
 from .refine import refine_tokens
@@ -20,10 +21,13 @@ class Analysis:
     """Measurements against a reference, for a model at the coded size (width x height)."""
 
     def __init__(self, model: IMF, device: torch.device, keyframe_codec: str, width: int, height: int,
-                 refine_steps: int = 0, keyframe_psnr: float = 0.0):
+                 refine_steps: int = 0, keyframe_psnr: float = 0.0, synthesis: str = "exact",
+                 keyframe_check: str = "every"):
         self.model, self.device = model, device
         self.keyframe_codec, self.width, self.height = keyframe_codec, width, height
         self.refine_steps, self.keyframe_psnr = refine_steps, keyframe_psnr
+        self.synth = synthesis_for(model, synthesis, device)  # no-gradient syntheses (imfcodec.fast)
+        self.keyframe_check = keyframe_check
 
     def tensor(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
         """Frames as a model input on the encoder's device."""
@@ -43,11 +47,14 @@ class Analysis:
 
     def psnr(self, x: torch.Tensor, t: torch.Tensor, ref: Reference) -> torch.Tensor:
         """PSNR (dB, RGB) of each frame of x as tokens t rebuild it from ref."""
-        mse = (self.model.synthesize(t, ref).clamp(0, 1) - x).pow(2).mean(dim=(1, 2, 3))
+        mse = (self.synth.synthesize(t, ref).clamp(0, 1) - x).pow(2).mean(dim=(1, 2, 3))
         return -10 * torch.log10(mse.clamp_min(1e-10))
 
     def below(self, x: torch.Tensor, t: torch.Tensor, ref: Reference) -> list[bool]:
         """Which frames of x tokens t rebuild from ref below the keyframe threshold (none when it is off)."""
         if not self.keyframe_psnr:
             return [False] * len(x)
+        if self.keyframe_check == "batch" and len(x) > 1 and \
+                not bool(self.psnr(x[-1:], t[-1:], ref)[0] < self.keyframe_psnr):
+            return [False] * len(x)  # the batch's last frame, furthest from the reference, passes
         return (self.psnr(x, t, ref) < self.keyframe_psnr).tolist()

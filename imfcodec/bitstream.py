@@ -5,7 +5,8 @@
 
 All integers little-endian. The first chunk is HEAD; KEYF chunks start reference segments; TOKN chunks
 carry coded tokens; ADPT chunks (3.x) carry decoder offsets for the frames after them; END closes
-the file (a file without it is truncated).
+the file (a file without it is truncated). A 4.x file may be a stream written as it was coded: its header
+may say the frame count is unknown, and its END chunk holds the count.
 """
 from __future__ import annotations
 
@@ -25,7 +26,9 @@ from .errors import BitstreamError
 MAGIC = b"IMFC"
 VERSION = (2, 0)        # what files without decoder adaptation are written as, so 2.x decoders read them
 ADAPT_VERSION = (3, 0)  # files with ADPT chunks
-READS = (1, 2, 3)  # major versions this decoder reads: each adds to the one before (bitstream_spec.md)
+STREAM_VERSION = (4, 0)  # streams written to a pipe: the header's frame count may be unknown, END holds it
+READS = (1, 2, 3, 4)  # major versions this decoder reads: each adds to the one before (bitstream_spec.md)
+UNKNOWN_FRAMES = 0xFFFFFFFF  # a 4.x header's frame count when the stream's length was not known
 HEAD, KEYF, TOKN, ADPT, END = b"HEAD", b"KEYF", b"TOKN", b"ADPT", b"END "
 CHUNK_TYPES = (HEAD, KEYF, TOKN, ADPT, END)
 MAX_CHUNK = 1 << 28       # 256 MiB: no legitimate chunk is larger
@@ -76,7 +79,7 @@ class Header:
             raise BitstreamError("header has a zero frame rate")
         if not (0 < w <= MAX_DIM and 0 < h <= MAX_DIM and 0 < sw <= MAX_DIM and 0 < sh <= MAX_DIM):
             raise BitstreamError("header has an impossible frame size")
-        if not 0 < dm <= 1024 or frames > MAX_FRAMES:
+        if not 0 < dm <= 1024 or (frames > MAX_FRAMES and frames != UNKNOWN_FRAMES):
             raise BitstreamError("header has an impossible token size or frame count")
         return cls(frames, Fraction(fn, fd), sw, sh, w, h, resize, dm, mid, kc, kq, ki, tc,
                    bytes(data[_HEAD_FIXED:]))
@@ -149,20 +152,28 @@ def unpack_adapt(payload: bytes) -> tuple[int, np.ndarray, float]:
 
 
 class Writer:
-    """Writes chunks to a seekable file; the header can be rewritten in place at the end (frame count)."""
+    """Writes chunks to a file; on a seekable one the header can be rewritten in place at the end (frame
+    count). With stream=True (a pipe: a 4.x file) every chunk is flushed as it is written and the END chunk
+    carries the frame count."""
 
-    def __init__(self, f: BinaryIO, version: tuple[int, int] = VERSION):
-        self.f = f
+    def __init__(self, f: BinaryIO, version: tuple[int, int] = VERSION, stream: bool = False):
+        self.f, self.version, self.stream = f, version, stream
+        if stream and version[0] < STREAM_VERSION[0]:
+            raise ValueError("a stream is a 4.x file")
         f.write(MAGIC + bytes(version))
+        self.pos = 6
         self.head_pos = None
 
     def chunk(self, ctype: bytes, payload: bytes) -> None:
         if ctype == HEAD:
-            self.head_pos = self.f.tell()
+            self.head_pos = self.pos
         if len(payload) > MAX_CHUNK:
             raise ValueError("chunk too large")
         body = ctype + struct.pack("<I", len(payload)) + payload
         self.f.write(body + struct.pack("<I", zlib.crc32(body)))
+        self.pos += len(body) + 4
+        if self.stream:
+            self.f.flush()
 
     def rewrite_header(self, header: Header) -> None:
         """Replace the HEAD chunk written earlier by one of the same length."""
@@ -173,10 +184,29 @@ class Writer:
 
     def tell(self) -> int:
         """Bytes written so far."""
-        return self.f.tell()
+        return self.pos
 
-    def close(self) -> None:
-        self.chunk(END, b"")
+    def close(self, frames: int = 0) -> None:
+        """The END chunk: empty before 4.x, the file's frame count from 4.x on."""
+        self.chunk(END, pack_end(frames) if self.version[0] >= STREAM_VERSION[0] else b"")
+
+
+def pack_end(frames: int) -> bytes:
+    return struct.pack("<I", frames)
+
+
+def unpack_end(payload: bytes, major: int) -> int | None:
+    """The frame count an END chunk holds (4.x), None before 4.x (its payload is empty)."""
+    if major < STREAM_VERSION[0]:
+        if payload:
+            raise BitstreamError("corrupt END chunk: it has a payload")
+        return None
+    if len(payload) != 4:
+        raise BitstreamError("corrupt END chunk: a 4.x END chunk holds the frame count (4 bytes)")
+    (frames,) = struct.unpack("<I", payload)
+    if frames > MAX_FRAMES:
+        raise BitstreamError("corrupt END chunk: impossible frame count")
+    return frames
 
 
 @dataclass
@@ -185,6 +215,7 @@ class Chunk:
     payload: bytes
     offset: int  # file offset of the chunk's type field
     index: int   # position among the file's chunks
+    version: tuple[int, int] = VERSION  # the file's
 
 
 def chunk_name(c: Chunk) -> str:
@@ -205,12 +236,12 @@ def read_version(f: BinaryIO) -> tuple[int, int]:
     return ver[0], ver[1]
 
 
-def read_chunks(f: BinaryIO, size: int) -> Iterator[Chunk]:
-    """Yield CRC-checked chunks; raise BitstreamError naming the chunk on any damage."""
+def read_chunks(f: BinaryIO, size: int | None) -> Iterator[Chunk]:
+    """Yield CRC-checked chunks; raise BitstreamError naming the chunk on any damage. size None: f is a
+    stream (a pipe) of unknown length, read as it grows; a chunk is yielded once it is whole."""
     ver = read_version(f)
-    index = 0
+    index, offset = 0, 6
     while True:
-        offset = f.tell()
         head = f.read(8)
         if len(head) == 0:
             raise BitstreamError(f"truncated .imf file: ends after {index} chunks without an END chunk")
@@ -218,8 +249,8 @@ def read_chunks(f: BinaryIO, size: int) -> Iterator[Chunk]:
             raise BitstreamError(f"truncated .imf file: chunk {index} at byte {offset} is cut short")
         ctype, (length,) = head[:4], struct.unpack("<I", head[4:])
         name = f"chunk {index} ({ctype.decode('ascii', 'replace').strip()} at byte {offset})"
-        if length > min(MAX_CHUNK, size - offset - 12):
-            if offset + 12 + length > size:
+        if length > (MAX_CHUNK if size is None else min(MAX_CHUNK, size - offset - 12)):
+            if size is not None and offset + 12 + length > size:
                 raise BitstreamError(f"truncated .imf file or corrupt length: {name} runs past the end")
             raise BitstreamError(f"corrupt {name}: impossible length")
         payload = f.read(length)
@@ -230,11 +261,13 @@ def read_chunks(f: BinaryIO, size: int) -> Iterator[Chunk]:
             raise BitstreamError(f"CRC mismatch in {name}: the file is corrupt")
         if ctype not in CHUNK_TYPES or (ctype == ADPT and ver[0] < ADAPT_VERSION[0]):
             raise BitstreamError(f"unknown chunk type in {name}")
-        chunk = Chunk(ctype, payload, offset, index)
+        chunk = Chunk(ctype, payload, offset, index, ver)
         if index == 0 and ctype != HEAD:
             raise BitstreamError("corrupt .imf file: the first chunk is not HEAD")
         yield chunk
         index += 1
+        if ctype != END:
+            offset += 12 + length
         if ctype == END:
             if f.read(1):
                 raise BitstreamError(f"corrupt .imf file: data after the END chunk at byte {offset}")

@@ -17,10 +17,12 @@ import torch
 from . import adapt
 from . import bitstream as bs
 from .errors import BitstreamError, UserError
+from .fast import synthesis_for
 from .files import atomic_output, refuse_overwrite
 from .frames import to_images, to_tensor
 from .model import IMF
 from .options import DecodeOptions
+from .pipes import Y4mWriter, is_pipe, output
 from .reader import Segments, open_chunks
 from .runtime import pick_device, resolve_model
 from .video_io import RESIZE_POLICIES, VideoWriter, source_size, to_source
@@ -62,10 +64,11 @@ def repeat_keyframes(path: str) -> np.ndarray:
 def _model_for(src: str, h: bs.Header, opts: DecodeOptions) -> tuple[IMF, torch.device]:
     """The network that made src, on the device asked for; UserError when the weights are not it."""
     device = pick_device(opts.device)
-    lm = resolve_model(opts.weights, h.dm, device, opts.allow_untrained)
+    lm = resolve_model(opts.weights, h.dm, device, opts.allow_untrained, h.model_id)
     if lm.model_id != h.model_id:
         raise UserError(f"{src} was made with other weights (model id {h.model_id.hex()[:16]}…), "
-                        f"not {os.path.basename(lm.path)} ({lm.model_id.hex()[:16]}…); pass the right --weights")
+                        f"not {os.path.basename(lm.path)} ({lm.model_id.hex()[:16]}…), and no installed weights "
+                        f"have its id: pass the weights it was made with (--weights)")
     model = lm.model
     if (model.cfg.size, model.cfg.size, model.cfg.dm) != (h.width, h.height, h.dm):
         raise UserError("the weights do not match the file's coded size or token size")
@@ -73,8 +76,10 @@ def _model_for(src: str, h: bs.Header, opts: DecodeOptions) -> tuple[IMF, torch.
 
 
 def _synthesise(seg: Segments, model: IMF, device: torch.device, batch: int, adapter: adapt.Adapter,
-                emit: Callable[[list[np.ndarray]], None]) -> None:
-    """Every frame of seg, in order, to emit: keyframes as decoded, the others synthesised from tokens."""
+                emit: Callable[[list[np.ndarray]], None], synthesis: str = "exact") -> None:
+    """Every frame of seg, in order, to emit: keyframes as decoded, the others synthesised from tokens (by
+    imfcodec.fast's path with synthesis "fast")."""
+    synth = synthesis_for(model, synthesis, device)
     ref = None
     for kind, idx, val in seg:
         if kind == "ref":
@@ -90,7 +95,7 @@ def _synthesise(seg: Segments, model: IMF, device: torch.device, batch: int, ada
         else:
             toks = torch.from_numpy(val)
             for i in range(0, len(toks), batch):
-                emit(to_images(model.synthesize(toks[i:i + batch].to(device), ref)))
+                emit(to_images(synth.synthesize(toks[i:i + batch].to(device), ref)))
 
 
 @torch.inference_mode()
@@ -98,11 +103,14 @@ def decode_file(src: str, dst: str | None, opts: DecodeOptions, progress: Progre
                 keep_frames: bool = False) -> DecodeResult:
     """Decode src to dst (.mp4/.mkv/.y4m); with dst None only keep frames in memory (tests, metrics)."""
     t0 = time.time()
-    if dst is not None:
-        refuse_overwrite(src, dst)
+    pipe_out = dst is not None and is_pipe(dst)
+    if dst is not None and not pipe_out:
+        if not is_pipe(src):
+            refuse_overwrite(src, dst)
         if os.path.splitext(dst)[1].lower() not in OUTPUT_EXTENSIONS:
             raise UserError(f"unsupported output extension {os.path.splitext(dst)[1] or '(none)'}: "
                             f"use .mp4, .mkv or .y4m")
+    opts.validate()
     seg = Segments(src)
     h = seg.header
     model, device = _model_for(src, h, opts)
@@ -122,15 +130,18 @@ def decode_file(src: str, dst: str | None, opts: DecodeOptions, progress: Progre
                 result.frames_rgb.append(img)
             result.frames += 1
         if progress:
-            progress(result.frames, h.frames)
+            progress(result.frames, seg.frames or 0)
 
     with adapt.adaptable(model) as adapter:
         if dst is None:
-            _synthesise(seg, model, device, opts.batch, adapter, emit)
+            _synthesise(seg, model, device, opts.batch, adapter, emit, opts.synthesis)
+        elif pipe_out:  # y4m, flushed frame by frame
+            with output(dst) as f, Y4mWriter(f, out_w, out_h, h.fps) as writer:
+                _synthesise(seg, model, device, opts.batch, adapter, emit, opts.synthesis)
         else:
             with atomic_output(dst) as tmp:
                 with VideoWriter(tmp, out_w, out_h, h.fps, fmt_hint=os.path.splitext(dst)[1]) as writer:
-                    _synthesise(seg, model, device, opts.batch, adapter, emit)
+                    _synthesise(seg, model, device, opts.batch, adapter, emit, opts.synthesis)
     result.seconds = time.time() - t0
     return result
 
@@ -138,15 +149,20 @@ def decode_file(src: str, dst: str | None, opts: DecodeOptions, progress: Progre
 def read_info(path: str) -> dict:
     """Header fields and a size breakdown of a .imf file (every chunk CRC-checked)."""
     size, chunks = open_chunks(path)
-    h = bs.Header.unpack(next(chunks).payload)
-    with open(path, "rb") as f:
-        version = bs.read_version(f)
+    head = next(chunks)
+    h, version = bs.Header.unpack(head.payload), head.version
     coded = {bs.KEYF: 0, bs.TOKN: 0, bs.ADPT: 0}
-    nkey = 0
+    nkey = total = 0
     for c in chunks:
+        total = c.offset + 12 + len(c.payload)
         if c.ctype in coded:
             coded[c.ctype] += bs.coded_size(c)
             nkey += c.ctype == bs.KEYF
+        elif c.ctype == bs.END:
+            end = bs.unpack_end(c.payload, version[0])
+            if h.frames == bs.UNKNOWN_FRAMES:
+                h.frames = end if end is not None else 0
+    size = size if size is not None else total
     kb, tb, ab = coded[bs.KEYF], coded[bs.TOKN], coded[bs.ADPT]
     pix = max(1, h.frames * h.width * h.height)
     names = {v: k for k, v in CODEC_IDS.items()}

@@ -21,6 +21,7 @@ from .files import atomic_output, refuse_overwrite
 from .keyplan import Planner
 from .model import IMF, Reference
 from .options import EncodeOptions
+from .pipes import is_pipe, output, read_stream
 from .ratecontrol import RateControl, Tally
 from .runtime import pick_device, resolve_model, shipped_prior_path
 from .video_io import RESIZE_POLICIES, probe, read_frames, to_model
@@ -59,7 +60,7 @@ class Encoder:
         self.model, self.header, self.coder, self.w = model, header, coder, writer
         self.opts, self.progress, self.expected = opts, progress, expected
         self.analysis = Analysis(model, device, opts.keyframe_codec, header.width, header.height,
-                                 opts.refine_steps, opts.keyframe_psnr)
+                                 opts.refine_steps, opts.keyframe_psnr, opts.synthesis, opts.keyframe_check)
         self.plan = Planner(opts, self.analysis)
         self.tally = Tally()
         reserve = adapt.expected_bytes(model) + bs.CHUNK_OVERHEAD if opts.adapts else 0
@@ -67,6 +68,7 @@ class Encoder:
         self.kept: list[np.ndarray] = []
 
     def advance(self, k: int) -> None:
+        """Account for k more frames coded (or planned into chunks about to be written)."""
         self.tally.frames += k
         if self.progress:
             self.progress(self.tally.frames)
@@ -81,6 +83,7 @@ class Encoder:
         return [n for n in (c,) * (before // c) + (before % c,) + (c,) * (after // c) + (after % c,) if n]
 
     def put_keyframe(self, n: int, data: bytes, advance: bool = True) -> None:
+        """Write the keyframe data of frame n; the token coder's context restarts."""
         self.w.chunk(bs.KEYF, bs.pack_keyframe(n, data))
         self.tally.key_bytes += len(data)
         self.coder.reset()
@@ -88,6 +91,7 @@ class Encoder:
             self.advance(1)
 
     def put_tokens(self, start: int, toks: list[torch.Tensor]) -> None:
+        """Write the token batches toks, frames start on, as one chunk."""
         t = torch.cat(toks) if toks else None
         if t is None or not len(t):
             return  # no frames in this run
@@ -244,11 +248,15 @@ def _coder(opts: EncodeOptions, dm: int) -> TokenCoder:
 
 @torch.no_grad()  # not inference_mode: token refinement needs autograd through the decoder
 def encode_file(src: str, dst: str, opts: EncodeOptions, progress: Progress | None = None) -> EncodeResult:
-    """Encode the video src to the .imf file dst (written whole or not at all)."""
+    """Encode the video src to the .imf file dst (written whole or not at all). Either may be a pipe ("-":
+    standard input or output): frames are then read as they arrive, and the .imf is a 4.0 stream whose
+    chunks are flushed as they are coded (its header does not know the frame count; its END chunk does)."""
     t0 = time.time()
     opts.validate()
-    refuse_overwrite(src, dst)
-    info = probe(src)
+    pipe_in, pipe_out = is_pipe(src), is_pipe(dst)
+    if not (pipe_in or pipe_out):
+        refuse_overwrite(src, dst)
+    info, source = read_stream(src, opts.max_frames) if pipe_in else (probe(src), None)
     device = pick_device(opts.device)
     lm = resolve_model(opts.weights, opts.dm, device, opts.allow_untrained)
     model, size = lm.model, lm.model.cfg.size
@@ -262,18 +270,30 @@ def encode_file(src: str, dst: str, opts: EncodeOptions, progress: Progress | No
                        token_codec=CODEC_IDS[opts.token_codec], token_params=coder.params())
     expected = min(info.frames, opts.max_frames or info.frames)
 
-    with atomic_output(dst) as tmp, open(tmp, "wb") as f:
-        w = bs.Writer(f, bs.ADAPT_VERSION if opts.adapts else bs.VERSION)
+    def code(w: bs.Writer) -> tuple[int, Encoder]:
         w.chunk(bs.HEAD, header.pack())
         enc = Encoder(model, header, coder, w, opts, device,
                       (lambda k: progress(k, max(expected, k))) if progress else None, expected)
-        frames = (to_model(img, size, size, opts.resize) for img in read_frames(src, max_frames=opts.max_frames))
-        n = enc.stream(frames) if opts.keyframe_position == "start" else enc.segments(frames)
-        header.frames = n
-        w.rewrite_header(header)
-        w.close()
-        f.flush()
-        total = f.tell()
+        frames = (to_model(img, size, size, opts.resize)
+                  for img in (source or read_frames(src, max_frames=opts.max_frames)))
+        return enc.stream(frames) if opts.keyframe_position == "start" else enc.segments(frames), enc
+
+    if pipe_out:
+        header.frames = bs.UNKNOWN_FRAMES
+        with output(dst) as f:
+            w = bs.Writer(f, bs.STREAM_VERSION, stream=True)
+            n, enc = code(w)
+            w.close(n)
+        total = w.tell()
+    else:
+        with atomic_output(dst) as tmp, open(tmp, "wb") as f:
+            w = bs.Writer(f, bs.ADAPT_VERSION if opts.adapts else bs.VERSION)
+            n, enc = code(w)
+            header.frames = n
+            w.rewrite_header(header)
+            w.close()
+            f.flush()
+            total = f.tell()
     tl, kept = enc.tally, enc.kept
     tokens = np.concatenate(kept) if kept else (np.zeros((0, dm), np.float32) if opts.keep_tokens else None)
     return EncodeResult(n, size, size, total, tl.key_bytes, tl.token_bytes, time.time() - t0, tokens,

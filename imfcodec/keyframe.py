@@ -1,7 +1,7 @@
 """Keyframes: one RGB frame through a standard intra codec via PyAV, and back.
 
-AV1 (SVT-AV1, 4:2:0) at CRF 40 is the default: past about 35 dB a better keyframe barely improves the
-frames synthesised from it, so its bits buy more as more frequent keyframes (MODEL_CARD.md, "Keyframes").
+AV1 (SVT-AV1, 4:2:0) at CRF 40 is the default: past a point a better keyframe barely improves the frames
+synthesised from it, so its bits buy more as more frequent keyframes (MODEL_CARD.md, "Keyframes").
 HEVC (libx265, all-intra, 4:4:4) is the alternative. Both decoders are bit-exact by specification, so the
 encoder and every decoder see the same keyframe. `quality` is the codec's CRF (lower is better); PNG is
 lossless and ignores it.

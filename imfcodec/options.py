@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from . import adapt, keyframe
 from .errors import UserError
+from .fast import SYNTHESIS
 from .refine import DEFAULT_REFINE_STEPS
 from .video_io import RESIZE_POLICIES
 from entropy import CODEC_IDS
@@ -19,6 +20,7 @@ DEFAULT_KEYFRAME_INTERVAL = 34
 DEFAULT_KEYFRAME_PSNR = 14.0
 DEFAULT_ZFP_RATE = 6.0
 KEYFRAME_POSITIONS = ("middle", "start")
+KEYFRAME_CHECKS = ("every", "batch")
 DEFAULT_KEYFRAME_CANDIDATES = 5
 #: Segments planned together: their keyframes and boundaries are chosen jointly.
 DEFAULT_PLAN_SEGMENTS = 3
@@ -51,6 +53,9 @@ class EncodeOptions:
     bitrate: float = 0.0                # rate target in bits per second at the source frame rate; 0: off
     adapt_steps: int = adapt.DEFAULT_ADAPT_STEPS  # per-window decoder adaptation (imfcodec.adapt); 0: off
     adapt_step: float = adapt.DEFAULT_STEP        # quantization step of its offsets
+    keyframe_check: str = "every"       # frames the quality check synthesises: "every" one, or each batch's last
+                                        # ("batch"; all of a batch whose last frame fails)
+    synthesis: str = "exact"            # no-gradient syntheses (checks, planning): "exact" or "fast" (imfcodec.fast)
 
     @property
     def adapts(self) -> bool:
@@ -84,6 +89,8 @@ class EncodeOptions:
         if self.keyframe_interval < 0 or not 0 <= self.keyframe_quality <= 63:
             raise UserError("keyframe interval must be >= 0 and keyframe quality 0..63")
         _choice("keyframe position", self.keyframe_position, KEYFRAME_POSITIONS)
+        _choice("keyframe check", self.keyframe_check, KEYFRAME_CHECKS)
+        _choice("synthesis", self.synthesis, SYNTHESIS)
         if self.keyframe_position == "middle" and self.keyframe_interval == 0:
             raise UserError("keyframes in the middle of segments need a keyframe interval; "
                             "with no limit, use keyframe position start")
@@ -111,6 +118,10 @@ class DecodeOptions:
     batch: int = 8
     scale_to_source: bool = False
     allow_untrained: bool = False
+    synthesis: str = "exact"            # "fast": imfcodec.fast's path on CPU (within 0.05 dB of "exact")
+
+    def validate(self) -> None:
+        _choice("synthesis", self.synthesis, SYNTHESIS)
 
 
 _BITRATE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([kKM]?)")

@@ -3,6 +3,8 @@ token arrays, with every rule on their order checked (bitstream_spec.md, "Chunk 
 from __future__ import annotations
 
 import os
+import stat
+import sys
 from typing import Iterator
 
 import numpy as np
@@ -15,12 +17,18 @@ from .video_io import RESIZE_POLICIES
 from entropy import coder_from_header
 
 
-def open_chunks(path: str) -> tuple[int, Iterator[bs.Chunk]]:
-    """The size of the file at path and its chunks, read lazily."""
-    if not os.path.isfile(path):
+def open_chunks(path: str) -> tuple[int | None, Iterator[bs.Chunk]]:
+    """The size of the file at path and its chunks, read lazily. "-" is standard input, read as a stream
+    as it grows (size None), as is a named pipe."""
+    if path == "-":
+        size, f = None, os.fdopen(os.dup(sys.stdin.fileno()), "rb")
+    elif os.path.exists(path) and stat.S_ISFIFO(os.stat(path).st_mode):
+        size, f = None, open(path, "rb")
+    elif not os.path.isfile(path):
         raise UserError(f"input not found: {path}")
-    size = os.path.getsize(path)
-    f = open(path, "rb")
+    else:
+        size = os.path.getsize(path)
+        f = open(path, "rb")
 
     def gen():
         with f:
@@ -36,6 +44,12 @@ class Segments:
         first = next(self.chunks)
         self.header = bs.Header.unpack(first.payload)
         h = self.header
+        self.version = first.version
+        if h.frames == bs.UNKNOWN_FRAMES and first.version[0] < bs.STREAM_VERSION[0]:
+            raise BitstreamError("header has an impossible token size or frame count")
+        #: frames the file may hold: the header's count, or (a stream of unknown length) the most there can be
+        self.limit = bs.MAX_FRAMES if h.frames == bs.UNKNOWN_FRAMES else h.frames
+        self.frames: int | None = None if h.frames == bs.UNKNOWN_FRAMES else h.frames  # known after END
         if h.resize not in RESIZE_POLICIES.values():
             raise BitstreamError(f"unknown resize policy id {h.resize} in the header")
         try:
@@ -56,6 +70,10 @@ class Segments:
             if c.ctype == bs.HEAD:
                 raise BitstreamError(f"corrupt {name}: a second header")
             if c.ctype == bs.END:
+                end = bs.unpack_end(c.payload, c.version[0])
+                if end is not None and self.frames is not None and end != self.frames:
+                    raise BitstreamError(f"corrupt END chunk: it says {end} frames, the header {self.frames}")
+                self.frames = self.frames if end is None else end
                 break
             if c.ctype == bs.ADPT:
                 if key is not None:
@@ -74,8 +92,10 @@ class Segments:
             if key is not None and key[0] == nxt:
                 yield "key", nxt, key[1]
                 key, nxt = None, nxt + 1
-        if nxt != h.frames:
-            raise BitstreamError(f"the file holds {nxt} frames, its header says {h.frames}")
+        if self.frames is None:
+            raise BitstreamError("truncated .imf stream: it ends without an END chunk")
+        if nxt != self.frames:
+            raise BitstreamError(f"the file holds {nxt} frames, its header says {self.frames}")
 
     def _keyframe(self, c: bs.Chunk, name: str, nxt: int, key: tuple[int, np.ndarray] | None
                   ) -> tuple[int, np.ndarray]:
@@ -85,9 +105,9 @@ class Segments:
         if key is not None:
             raise BitstreamError(f"corrupt {name}: a keyframe before frame {key[0]}, the previous "
                                  f"keyframe, was reached")
-        if not nxt <= idx < h.frames:
+        if not nxt <= idx < self.limit:
             raise BitstreamError(f"corrupt {name}: keyframe for frame {idx}, expected {nxt} to "
-                                 f"{h.frames - 1}")
+                                 f"{self.limit - 1}")
         img = keyframe.decode(data, bs.keyframe_codec_name(h.keyframe_codec), h.width, h.height)
         self.coder.reset()
         return idx, img
@@ -98,7 +118,7 @@ class Segments:
         first, count, payload = bs.unpack_tokens(c.payload)
         if first != nxt or not have_key:
             raise BitstreamError(f"corrupt {name}: tokens for frame {first}, expected {nxt}")
-        if first + count > (key[0] if key else self.header.frames):
+        if first + count > (key[0] if key else self.limit):
             raise BitstreamError(f"corrupt {name}: tokens run past "
                                  f"{f'the keyframe at frame {key[0]}' if key else 'the last frame'}")
         try:

@@ -10,7 +10,7 @@ from importlib import resources
 import torch
 
 from .errors import UserError
-from .model.weights import LoadedModel, load_weights, shipped_path
+from .model.weights import LoadedModel, find_shipped, load_weights, shipped_path
 
 
 def pick_device(name: str) -> torch.device:
@@ -24,9 +24,11 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def resolve_model(weights: str | None, dm: int, device: torch.device, allow_untrained: bool) -> LoadedModel:
-    """The weights to use: an explicit file, or the shipped ones for dm; refuse untrained weights."""
-    path = weights or shipped_path(dm)
+def resolve_model(weights: str | None, dm: int, device: torch.device, allow_untrained: bool,
+                  model_id: bytes | None = None) -> LoadedModel:
+    """The weights to use: an explicit file; else, for a file to decode, the shipped weights its header
+    names (the zoo keeps earlier releases); else the shipped ones for dm. Untrained weights are refused."""
+    path = weights or (model_id and find_shipped(model_id)) or shipped_path(dm)
     if not os.path.isfile(path):
         if weights:
             raise UserError(f"weights file not found: {weights}")

@@ -1,6 +1,10 @@
-"""Shared fixtures: a tiny network with a fixed seed, short synthetic clips, the ../shared folder."""
+"""Shared fixtures and helpers: a tiny network with a fixed seed, short synthetic clips, the ../shared
+folder, encodes with the tiny network, and running the CLI."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -8,9 +12,10 @@ import numpy as np
 import pytest
 import torch
 
+from imfcodec.codec import DecodeOptions, EncodeOptions, decode_tokens, encode_file
 from imfcodec.model import IMF, TINY
 from imfcodec.model.weights import save_weights
-from imfcodec.video_io import VideoWriter
+from imfcodec.video_io import VideoWriter, read_frames, to_model
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
@@ -48,3 +53,61 @@ def other_tiny(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def clip(tmp_path_factory) -> Path:
     return make_clip(tmp_path_factory.mktemp("clip") / "clip.mp4")
+
+
+# ---- encoding with the tiny network, and the CLI ------------------------------------------------
+
+def enc_opts(tiny, **kw) -> EncodeOptions:
+    """The untrained tiny network rebuilds frames as noise: keyframes only where a test asks for them, and in
+    the middle of their segments (no search among candidates), and no decoder adaptation (tests/test_adapt.py)."""
+    kw.setdefault("keyframe_psnr", 0)
+    kw.setdefault("adapt_steps", 0)
+    kw.setdefault("keyframe_candidates", 1)
+    return EncodeOptions(weights=str(tiny), allow_untrained=True, chunk_frames=4, **kw)
+
+
+def dec_opts(tiny, **kw) -> DecodeOptions:
+    return DecodeOptions(weights=str(tiny), allow_untrained=True, **kw)
+
+
+@pytest.fixture(scope="session")
+def encoded(tmp_path_factory, clip, tiny):
+    """The test clip encoded with enc_opts, tokens kept: (path, EncodeResult)."""
+    out = tmp_path_factory.mktemp("enc") / "a.imf"
+    r = encode_file(str(clip), str(out), enc_opts(tiny, keep_tokens=True))
+    return out, r
+
+
+def keyframe_indices(path) -> list[int]:
+    """decode_tokens marks keyframes with NaN rows."""
+    return np.flatnonzero(np.isnan(decode_tokens(str(path))[:, 0])).tolist()
+
+
+def eval_frames(*names_and_counts) -> list[np.ndarray]:
+    """The first frames of eval clips at the model size, in the order given: ("clip", count), ..."""
+    return [to_model(f, 256, 256, "crop") for name, count in names_and_counts
+            for f in read_frames(str(SHARED / "data" / "eval" / f"{name}.mp4"), max_frames=count)]
+
+
+def write_clip(path, frames) -> str:
+    with VideoWriter(str(path), 256, 256, Fraction(25)) as w:
+        for f in frames:
+            w.write(f)
+    return str(path)
+
+
+def cli(*args, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cli.main", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env={**os.environ, "PYTHONPATH": os.getcwd()})
+
+
+def assert_one_line_error(p) -> str:
+    assert p.returncode != 0
+    assert "Traceback" not in p.stderr
+    lines = [ln for ln in p.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, p.stderr
+    return lines[0]
+
+
+def no_leftovers(folder) -> list[str]:
+    return [f for f in os.listdir(folder) if f.startswith(".imfcodec-") or f.endswith(".part")]

@@ -8,8 +8,7 @@ import pytest
 from entropy import CODEC_IDS, coder_from_header, make_coder
 from entropy import predictive as P
 from entropy.zfp import ZfpCoder
-from tests.conftest import SHARED
-from tests.test_codec import eval_frames
+from tests.conftest import SHARED, eval_frames
 from tests.test_entropy_learned import _run, round_trip
 
 DM = 16

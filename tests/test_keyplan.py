@@ -1,10 +1,14 @@
-"""Keyframe planning: segments and keyframes chosen together by dynamic programming."""
+"""Keyframe planning: segments and keyframes chosen together by dynamic programming, windows cut where a frame
+would be rebuilt below the threshold, and the search among candidates."""
 import itertools
 
 import numpy as np
 import pytest
 
-from imfcodec.keyplan import plan
+from imfcodec.codec import DecodeOptions, EncodeOptions, decode_file, encode_file, read_info
+from imfcodec.keyplan import keyframe_candidates, plan
+
+from tests.conftest import dec_opts, enc_opts, eval_frames, keyframe_indices, write_clip
 
 
 def total(score, cands, sampled, segs):
@@ -59,3 +63,66 @@ def test_fewer_candidates_than_segments_and_bad_candidates():
     assert plan(np.ones((1, 5)), [2], list(range(5)), 5, 3) == [(0, 5, 2)]
     with pytest.raises(ValueError):
         plan(np.ones((1, 5)), [5], list(range(5)), 5, 1)
+
+
+def test_keyframe_psnr_threshold_decides_keyframes(tmp_path, clip, tiny):
+    """Every frame is rebuilt below 100 dB, so each becomes a keyframe; none is rebuilt below 1 dB."""
+    for psnr, keys in ((100, list(range(12))), (1, [5])):
+        out = tmp_path / f"p{psnr}.imf"
+        r = encode_file(str(clip), str(out), enc_opts(tiny, keyframe_psnr=psnr, refine_steps=2, keep_tokens=True))
+        assert keyframe_indices(out) == keys
+        assert read_info(str(out))["frames"] == 12 and len(r.tokens) == 12 - len(keys)
+        assert len(decode_file(str(out), None, dec_opts(tiny), keep_frames=True).frames_rgb) == 12
+
+
+def test_scene_cut_starts_a_keyframe(tmp_path):
+    """Six frames of one eval clip, then six of another: with the shipped weights, the cut ends the first
+    segment, so each scene gets its own keyframe; without the threshold, one keyframe serves all twelve
+    frames. With keyframes at segment starts (low delay) the frame after the cut is the keyframe."""
+    src = write_clip(tmp_path / "cut.y4m", eval_frames(("lia-vox-driving2", 6), ("videoretalking-face-3", 6)))
+    out = tmp_path / "cut.imf"
+    encode_file(src, str(out), EncodeOptions(refine_steps=0, adapt_steps=0, keyframe_psnr=14))
+    keys = keyframe_indices(out)
+    assert len(keys) == 2 and keys[0] < 6 <= keys[1]
+    encode_file(src, str(out), EncodeOptions(refine_steps=0, adapt_steps=0, keyframe_psnr=14, keyframe_candidates=1))
+    assert keyframe_indices(out) == [2, 8]  # the middles of the two scenes
+    encode_file(src, str(out), EncodeOptions(refine_steps=0, adapt_steps=0, keyframe_psnr=0, keyframe_candidates=1))
+    assert keyframe_indices(out) == [5]
+    encode_file(src, str(out), EncodeOptions(refine_steps=0, adapt_steps=0, keyframe_psnr=14, keyframe_position="start"))
+    assert keyframe_indices(out) == [0, 6]
+
+
+def test_keyframe_search_avoids_an_odd_middle_frame(tmp_path):
+    """Eleven copies of one picture with another in the middle: the middle frame would be a poor reference
+    for the rest, and the search among candidates near the middle takes one of the copies instead."""
+    a, b = eval_frames(("lia-vox-driving2", 1), ("videoretalking-face-3", 1))
+    src = write_clip(tmp_path / "odd.y4m", [a] * 5 + [b] + [a] * 6)
+    out = tmp_path / "odd.imf"
+    encode_file(src, str(out), EncodeOptions(refine_steps=0, adapt_steps=0, keyframe_psnr=0, keyframe_candidates=1))
+    assert keyframe_indices(out) == [5]
+    encode_file(src, str(out), EncodeOptions(refine_steps=0, adapt_steps=0, keyframe_psnr=0))
+    (k,) = keyframe_indices(out)
+    assert k != 5 and 3 <= k <= 7  # five candidates, 3..7, around the middle of 12 frames
+
+
+def test_joint_plan_puts_boundaries_at_scene_changes(tmp_path):
+    """Two, six and four frames of three pictures, planned as one window of three 4-frame segments: the
+    keyframes and boundaries chosen together give each picture a keyframe of its own, where fixed 4-frame
+    segments would key frames 0-3 with one picture and rebuild the other from it."""
+    a, b, c = eval_frames(("lia-vox-driving2", 1), ("videoretalking-face-3", 1), ("liveportrait-driving-d12", 1))
+    src = write_clip(tmp_path / "abc.y4m", [a] * 2 + [b] * 6 + [c] * 4)
+    out = tmp_path / "abc.imf"
+    opts = dict(refine_steps=0, adapt_steps=0, keyframe_psnr=0, keyframe_interval=4)
+    encode_file(src, str(out), EncodeOptions(plan_segments=3, **opts))
+    k1, k2, k3 = keyframe_indices(out)
+    assert k1 < 2 <= k2 < 8 <= k3
+    frames = decode_file(str(out), None, DecodeOptions(), keep_frames=True).frames_rgb
+    assert len(frames) == 12
+    encode_file(src, str(out), EncodeOptions(plan_segments=1, keyframe_candidates=1, **opts))
+    assert keyframe_indices(out) == [1, 5, 9]
+
+
+def test_keyframe_candidates_span_the_middle_half():
+    assert keyframe_candidates(12, 5) == [3, 4, 5, 6, 7]
+    assert keyframe_candidates(34, 5) == [8, 12, 16, 20, 24]
+    assert keyframe_candidates(1, 5) == [0]

@@ -64,16 +64,18 @@ class Codec:
         return decoded, len(data) * 8, t1 - t0, time.perf_counter() - t1
 
 
+def _x265(name: str, bframes: int) -> Codec:
+    """x265 at preset slow, one thread, with bframes B-frames (0: low delay)."""
+    params = f"bframes={bframes}:keyint=-1:pools=1:frame-threads=1:log-level=error"
+    return Codec(name, "libx265", "hevc", (("preset", "slow"), ("x265-params", params)), (32, 37, 42, 47, 51))
+
+
 ANCHORS = {c.name: c for c in (
     Codec("x264", "libx264", "h264",
           (("preset", "veryslow"), ("x264-params", "bframes=0:keyint=infinite")),
           (35, 39, 43, 47, 51)),
-    Codec("x265", "libx265", "hevc",
-          (("preset", "slow"), ("x265-params", "bframes=0:keyint=-1:pools=1:frame-threads=1:log-level=error")),
-          (32, 37, 42, 47, 51)),
-    Codec("x265-ra", "libx265", "hevc",
-          (("preset", "slow"), ("x265-params", "bframes=4:keyint=-1:pools=1:frame-threads=1:log-level=error")),
-          (32, 37, 42, 47, 51)),
+    _x265("x265", 0),
+    _x265("x265-ra", 4),
     Codec("svtav1", "libsvtav1", "obu",
           (("preset", "6"), ("svtav1-params", "pred-struct=1:keyint=-1:lp=1")),
           (43, 48, 53, 58, 63)),

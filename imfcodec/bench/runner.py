@@ -37,6 +37,7 @@ class Job:
     rates: list[float] = field(default_factory=lambda: [2.0, 4.0, 8.0])  # zfp: bits per token value
     qsteps: list[float] = field(default_factory=list)  # learned, predictive: quantisation steps (none: the codec's default)
     refine: list[int] = field(default_factory=list)  # encoder token-refinement steps (none: the encoder's default)
+    preset: str | None = None  # the encoder's preset (imfcodec.presets; None: EncodeOptions' defaults, archive)
     max_bpp: float = 0.0  # the encoder's rate cap (0: off)
     target_bpp: float = 0.0  # the encoder's rate target (0: off)
     vtm: list[str] = field(default_factory=list)  # bitstreams or folders of them
@@ -110,7 +111,12 @@ class _Run:
         imf, rec = os.path.join(self.tmp, "run.imf"), os.path.join(self.tmp, "run-decoded.y4m")
         t0 = time.perf_counter()
         try:
-            codec.encode_file(self.y4m(name), imf, codec.EncodeOptions(**options))
+            if self.job.preset:
+                from ..presets import preset_options
+                opts = preset_options(self.job.preset, **options)
+            else:
+                opts = codec.EncodeOptions(**options)
+            codec.encode_file(self.y4m(name), imf, opts)
             t1 = time.perf_counter()
             codec.decode_file(imf, rec, codec.DecodeOptions())
         except UserError as e:
@@ -150,7 +156,8 @@ def _imfcodec_steps(run: _Run) -> tuple[list[Step], list[Point]]:
         codec = None
     job, steps, missing = run.job, [], []
     for dm, tc, r in ((dm, tc, r) for dm in job.dms for tc in job.token_codecs for r in job.refine or [None]):
-        method = (f"imfcodec dm{dm} {tc}" + ("" if r is None else f" refine {r}")
+        method = (f"imfcodec dm{dm} {tc}" + (f" {job.preset}" if job.preset else "")
+                  + ("" if r is None else f" refine {r}")
                   + (f" max {job.max_bpp:g} bpp" if job.max_bpp else "")
                   + (f" target {job.target_bpp:g} bpp" if job.target_bpp else ""))
         weights = shipped_path(dm, job.size) if codec and job.size else ""

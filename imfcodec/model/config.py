@@ -18,7 +18,6 @@ class ModelConfig:
     blocks: tuple[int, int] = (1, 4)  # transformer blocks after alignment at 1/8 and 1/16
     heads: int = 4
     init_sigma: float = 0.5    # initial attention spread, in grid cells (identity-like alignment)
-    keypoints: bool = True     # E_T's token: dm/2 soft-argmax (x, y) positions, or an MLP's output
     flow_grid: int = 16        # token-driven coarse warp of the reference before attention (0: none)
     flow_hidden: int = 512     # width of its MLP
     pixel_path: bool = False   # blend the reference image, warped by the token flow, into the output (D_F's mask)
@@ -28,7 +27,7 @@ class ModelConfig:
             raise ValueError("model size must be a multiple of 32")
         if not 1 <= self.dm <= 1024:
             raise ValueError("dm out of range")
-        if self.keypoints and self.dm % 2:
+        if self.dm % 2:
             raise ValueError("keypoint tokens need an even dm")
         if self.flow_grid < 0:
             raise ValueError("flow_grid must be >= 0")
@@ -40,8 +39,6 @@ class ModelConfig:
     def from_json(cls, text: str) -> "ModelConfig":
         raw = json.loads(text)
         known = {f.name for f in fields(cls)}
-        raw.setdefault("flow_grid", 0)  # weights made before the warp and keypoint tokens existed
-        raw.setdefault("keypoints", False)
         kw = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k in known}
         return cls(**kw)
 

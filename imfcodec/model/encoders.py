@@ -33,31 +33,19 @@ class FeatureEncoder(nn.Module):
 class TokenEncoder(nn.Module):
     """E_T: one dm-dimensional token per frame.
 
-    Two heads. ``keypoints`` (the default): the trunk stops at 1/8 scale and dm/2 heatmaps, each
-    standardised over space and sharpened by a learned temperature, give dm/2 (x, y) positions by
-    soft-argmax, in normalised coordinates. Such a token moves with the content even before training, so
-    the token flow learns from its first step; heatmaps without a bias are also blind to the trunk's scale.
-    ``mlp`` (the first shipped weights): a trunk down to 4x4 and an MLP, an implicit token.
+    The trunk stops at 1/8 scale and dm/2 heatmaps, each standardised over space and sharpened by a learned
+    temperature, give dm/2 (x, y) positions by soft-argmax, in normalised coordinates. Such a token moves
+    with the content even before training, so the token flow learns from its first step; heatmaps without a
+    bias are also blind to the trunk's scale.
     """
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         c = cfg.token_width
-        chans = [c // 4, c // 2, c, c]
-        n_down = 1 if cfg.keypoints else (cfg.size // 4).bit_length() - 3  # to 1/8, or to 4x4
-        self.stem = nn.Conv2d(48, chans[0], 3, padding=1)  # on the 4x4 space-to-depth of the frame
-        layers, cin = [], chans[0]
-        for i in range(n_down):
-            cout = chans[min(i + 1, len(chans) - 1)]
-            layers.append(Down(cin, cout))
-            cin = cout
-        self.trunk = nn.Sequential(*layers)
-        if cfg.keypoints:
-            self.heat = nn.Conv2d(cin, cfg.dm // 2, 1, bias=False)
-            self.log_temp = nn.Parameter(torch.full((cfg.dm // 2,), math.log(4.0)))
-        else:
-            self.mlp = nn.Sequential(nn.Flatten(), nn.Linear(cin * 16, cfg.style_dim), nn.LeakyReLU(0.2),
-                                     nn.Linear(cfg.style_dim, cfg.dm))
+        self.stem = nn.Conv2d(48, c // 4, 3, padding=1)  # on the 4x4 space-to-depth of the frame
+        self.trunk = nn.Sequential(Down(c // 4, c // 2))  # to 1/8 scale
+        self.heat = nn.Conv2d(c // 2, cfg.dm // 2, 1, bias=False)
+        self.log_temp = nn.Parameter(torch.full((cfg.dm // 2,), math.log(4.0)))
 
     def stem_features(self, x: torch.Tensor) -> torch.Tensor:
         """The trunk's input: the stem on the 4x4 space-to-depth of the frame."""
@@ -65,8 +53,6 @@ class TokenEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.trunk(self.stem_features(x))
-        if not hasattr(self, "heat"):
-            return self.mlp(h)
         return soft_argmax(self.heat(h), self.log_temp.exp())
 
 

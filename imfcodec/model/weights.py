@@ -89,3 +89,14 @@ def load_weights(path: str, device: str | torch.device = "cpu") -> LoadedModel:
 def shipped_path(dm: int = 32, size: int = 256) -> str:
     """Path of the packaged weights for a token size (the file may not exist for every dm)."""
     return str(resources.files("imfcodec").joinpath(SHIPPED_DIR, f"imf-dm{dm}-{size}.safetensors"))
+
+
+def find_shipped(model_id: bytes, folder: str | None = None) -> str | None:
+    """The packaged weights file (or one in folder) whose SHA-256 is model_id, or None. The zoo keeps
+    earlier releases' weights, so that files made with them still decode."""
+    root = folder or str(resources.files("imfcodec").joinpath(SHIPPED_DIR))
+    for name in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+        path = os.path.join(root, name)
+        if name.startswith("imf-") and name.endswith(".safetensors") and file_id(path) == model_id:
+            return path
+    return None

@@ -91,13 +91,10 @@ class PairSampler:
     """Draws batches of (reference, current) pairs: a clip chosen in proportion to its length (or, with
     `even`, every clip equally often, so that one long clip does not outweigh many people), two frames
     of it at a random distance, then one random flip, scale-and-shift and colour jitter shared by both.
-    With probability `same_prob` the current frame is the reference (an autoencoding pair). `max_gap`
-    (frames, 0: the whole clip) keeps pairs close, where motion is small enough for attention to learn."""
+    With probability `same_prob` the current frame is the reference (an autoencoding pair)."""
 
-    def __init__(self, cache: FrameCache, seed: int = 0, augment: bool = True, max_gap: int = 0,
-                 even: bool = False):
+    def __init__(self, cache: FrameCache, seed: int = 0, augment: bool = True, even: bool = False):
         self.cache = cache
-        self.max_gap = max_gap
         self.rng = np.random.default_rng(seed)
         self.augment = augment
         counts = np.array([1 if even else c.count for c in cache.clips], dtype=np.float64)
@@ -110,8 +107,6 @@ class PairSampler:
             r = int(self.rng.integers(clip.count))
             if self.rng.random() < same_prob:
                 c = r
-            elif self.max_gap:
-                c = int(self.rng.integers(max(0, r - self.max_gap), min(clip.count, r + self.max_gap + 1)))
             else:
                 c = int(self.rng.integers(clip.count))
             refs.append(np.asarray(self.cache.frames[clip.start + r]))

@@ -19,13 +19,12 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from ..runtime import pick_device
 from ..metrics import msssim, psnr_rgb
 from ..model import IMF, ModelConfig
-from ..model.conditioning import normalize_token_path, restore_modulation_bias
 from ..model.flow import warp
 from ..model.weights import load_weights, save_weights
 from ..refine import mse_msssim
 from .data import FrameCache, PairSampler, find_videos, load_clip
 from .discriminator import MultiScaleD
-from .losses import attention_ce, block_flow, block_match, feature_matching, hinge_d, hinge_g, pyramid_loss
+from .losses import block_flow, feature_matching, hinge_d, hinge_g, pyramid_loss
 
 
 @dataclass
@@ -38,7 +37,6 @@ class TrainOptions:
     batch: int = 4
     resume: bool = False
     init: str | None = None
-    renormalize: bool = False     # at --init, rescale the token path to unit activations (drifted weights)
     device: str = "auto"
     lr: float = 2e-4
     lr_decay: str = "constant"    # or "cosine": from lr to 0 over the run's steps (fine-tuning)
@@ -55,13 +53,9 @@ class TrainOptions:
     ema_decay: float = 0.999
     grad_clip: float = 1.0
     token_l2: float = 1e-4        # weight of mean(t^2): IMF_D is scale-free in t, so without it tokens drift
-    attn_sup: float = 0.0         # weight of the attention cross-entropy against block-matching targets
-    motion_lr: float = 1.0        # learning-rate multiplier of the motion path (token MLP, IMF_D, q/k)
-    motion_steps: int = 0         # motion warm-up after the autoencoder one: attention learns block matching
-    motion_batch: int = 16
+    motion_batch: int = 16        # pairs per flow warm-up step
     flow_steps: int = 0           # flow warm-up after the autoencoder one: E_T + token flow warp the reference
     flow_sup: float = 1.0         # weight of the pull toward block matching's flow in that warm-up
-    max_gap: int = 0              # frames between reference and current at most (0: anywhere in the clip)
     seed: int = 0
     even_clips: bool = False      # draw every clip equally often instead of in proportion to its length
     bf16: bool = False            # bfloat16 autocast on the CPU too (always on CUDA)
@@ -70,12 +64,6 @@ class TrainOptions:
     cache_dir: str = ""
     config: ModelConfig | None = None  # overrides size/dm (tests use a tiny network)
     log_every: int = 25
-
-
-#: Where motion is made: the token's MLP, IMF_D, and the attention's query/key projections. Their effect
-#: on a frame passes through products of small factors (in the first shipped weights motion features differ
-#: ~3% between frames, and the query's motion part is ~1% of its positional part), hence --motion-lr.
-MOTION_PARAMS = ("token_encoder.mlp.", "token_encoder.heat.", "token_encoder.log_temp", "flow.", "token_decoder.", "align8.q.", "align8.k.", "align16.q.", "align16.k.")
 
 
 def _dist_info() -> tuple[int, int]:
@@ -139,8 +127,7 @@ class Trainer:
         self._barrier()
         if self.rank != 0:
             self.cache = FrameCache(videos, self.cfg.size, cache_dir)
-        self.sampler = PairSampler(self.cache, seed=opt.seed * 1000 + self.rank, max_gap=opt.max_gap,
-                                   even=opt.even_clips)
+        self.sampler = PairSampler(self.cache, seed=opt.seed * 1000 + self.rank, even=opt.even_clips)
         self.eval_clips = []
         if opt.eval_data and self.rank == 0:
             ecache = FrameCache(find_videos(opt.eval_data), self.cfg.size, cache_dir)
@@ -151,12 +138,6 @@ class Trainer:
         if opt.init:
             init = load_weights(opt.init)
             self._load_init(init.model)
-            if opt.renormalize:
-                # exact: bring drifted token-path activations back to unit scale, so Adam's steps fit them.
-                # It also raises the token path's effective step size, which degrades weights that were
-                # already trained this way (MODEL_CARD.md, sixth session): off unless asked for.
-                normalize_token_path(self.G, self.sampler.batch(16, same_prob=1.0)[1].to(self.device))
-                restore_modulation_bias(self.G)
         if opt.channels_last:
             _channels_last(self.G)
         self.ema = copy.deepcopy(self.G).eval()
@@ -165,10 +146,7 @@ class Trainer:
         self.D = MultiScaleD().to(self.device)
         if opt.channels_last:
             _channels_last(self.D)
-        motion = [p for n, p in self.G.named_parameters() if n.startswith(MOTION_PARAMS)]
-        rest = [p for n, p in self.G.named_parameters() if not n.startswith(MOTION_PARAMS)]
-        self.opt_g = torch.optim.Adam([{"params": rest}, {"params": motion, "lr": opt.lr * opt.motion_lr}],
-                                      lr=opt.lr, betas=(0.5, 0.999))
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=opt.lr, betas=(0.5, 0.999))
         self.base_lrs = [g["lr"] for g in self.opt_g.param_groups]
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=opt.lr, betas=(0.5, 0.999))
         self.step = 0
@@ -186,12 +164,15 @@ class Trainer:
             self.G_train, self.D_train = self.G, self.D
 
     def _load_init(self, model: IMF) -> None:
-        """Load --init weights. Every tensor whose name and shape fit is kept; with another config
-        (another dm, the pixel path added, weights from before the token flow) the rest starts fresh."""
+        """Load --init weights. Every tensor whose name and shape fit is kept; with another config (the
+        pixel path added, another dm) the rest starts fresh. Weights that share less than half of the
+        network are refused: that is not a fine-tune."""
         own = self.G.state_dict()
         state = {k: v for k, v in model.state_dict().items() if k in own and own[k].shape == v.shape}
         if model.cfg == self.cfg and len(state) != len(own):
             raise ValueError("--init weights do not fit their own config")
+        if 2 * len(state) < len(own):
+            raise ValueError(f"--init weights have config {model.cfg}, which shares too little with {self.cfg}")
         self.G.load_state_dict(state, strict=False)
         self.init_kept = (len(state), len(own))
 
@@ -257,12 +238,6 @@ class Trainer:
         return save_weights(self.ema, path, **meta)
 
     # ---- one step ----------------------------------------------------------------------------
-    def _attention_loss(self, attn: list[torch.Tensor], ref: torch.Tensor, cur: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy of the 1/8 and 1/16 attention maps against block matching (+-32 px at both)."""
-        g8 = self.cfg.size // 8
-        return (attention_ce(attn[0], block_match(ref, cur, g8, 4))
-                + attention_ce(attn[1], block_match(ref, cur, g8 // 2, 2))) / 2
-
     def _amp(self):
         on = self.device.type == "cuda" or self.opt.bf16
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=on)
@@ -274,22 +249,6 @@ class Trainer:
         self.G.train()
         with self._amp():
             return ref, cur, self.G.token_encoder(torch.cat([ref, cur]))
-
-    def motion_step(self) -> dict:
-        """Motion warm-up: only what makes attention (E_T, IMF_D, query/key) learns, from block-matching
-        targets alone. No frame is synthesised, so a step costs a fraction of a full one; the photometric
-        loss alone leaves a fresh motion path static (moving nothing costs less than moving wrongly)."""
-        opt, G = self.opt, self.G
-        ref, cur, tokens = self._warmup_batch()
-        b = len(ref)
-        with self._amp():
-            m8, m16 = G.token_decoder(tokens)
-            att8 = G.align8.attention(m8[b:], G.align8.keys(m8[:b]))
-            att16 = G.align16.attention(m16[b:], G.align16.keys(m16[:b]))
-        sup = self._attention_loss([att8, att16], ref, cur)
-        tok = tokens.float().pow(2).mean()
-        return self._apply_g(sup + opt.token_l2 * tok, {"l1": 0.0, "perc": 0.0, "adv": 0.0, "fm": 0.0,
-                                                         "tok": tok.item(), "sup": sup.item(), "d": 0.0})
 
     def _apply_g(self, loss: torch.Tensor, stats: dict) -> dict:
         """One guarded generator update outside DDP (warm-up stages use parts of G only)."""
@@ -325,15 +284,12 @@ class Trainer:
         tok = tokens.float().pow(2).mean()
         return self._apply_g(photo + opt.flow_sup * sup + opt.token_l2 * tok,
                              {"l1": 0.0, "perc": photo.item(), "adv": 0.0, "fm": 0.0, "tok": tok.item(),
-                              "sup": sup.item(), "d": 0.0})
+                              "sup": 0.0, "d": 0.0})
 
     def train_step(self) -> dict:
         opt = self.opt
         self._set_lr()
-        warm = opt.ae_steps + opt.motion_steps
-        if opt.ae_steps <= self.step < warm:
-            return self.motion_step()
-        if warm <= self.step < warm + opt.flow_steps and self.G.flow is not None:
+        if opt.ae_steps <= self.step < opt.ae_steps + opt.flow_steps and self.G.flow is not None:
             return self.flow_step()
         same = 1.0 if self.step < opt.ae_steps else opt.same_prob
         ref, cur = self.sampler.batch(opt.batch, same_prob=same)
@@ -343,9 +299,8 @@ class Trainer:
         amp = self._amp()
         self.G_train.train()
         with amp:
-            fake, tokens, attn = self.G_train(ref, cur, return_aux=True)
+            fake, tokens, _ = self.G_train(ref, cur, return_aux=True)
             fake = fake.float()
-            sup = self._attention_loss(attn, ref, cur) if opt.attn_sup else fake.new_zeros(())
             l1 = (fake - cur).abs().mean()
             tok = tokens.float().pow(2).mean()
             if opt.loss == "distortion":  # "perc" logs this loss in place of the pyramid
@@ -361,9 +316,9 @@ class Trainer:
                     _, rf = self.D_train(cur)
                 adv = hinge_g(fl)
                 fm = feature_matching(rf, ff)
-            loss = main + 10 * fm + 1 * adv + opt.token_l2 * tok + opt.attn_sup * sup
+            loss = main + 10 * fm + 1 * adv + opt.token_l2 * tok
         stats = {"l1": l1.item(), "perc": perc.item(), "adv": adv.item(), "fm": fm.item(), "tok": tok.item(),
-                 "sup": sup.item(), "d": 0.0}
+                 "sup": 0.0, "d": 0.0}
         if not torch.isfinite(loss):
             return {**stats, "skipped": 1}
         self.opt_g.zero_grad(set_to_none=True)

@@ -79,9 +79,3 @@ def block_flow(ref: torch.Tensor, cur: torch.Tensor, grid: int, radius: int) -> 
     dx = (idx % grid).view(-1, grid, grid) - xs
     dy = torch.div(idx, grid, rounding_mode="floor").view(-1, grid, grid) - ys
     return torch.stack([dx, dy], 1).float() * (2 / grid)
-
-
-def attention_ce(attn: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of attention rows (B, N, N) against target reference cells (B, N)."""
-    picked = attn.gather(2, target[..., None])[..., 0]
-    return -picked.clamp_min(1e-8).log().mean()

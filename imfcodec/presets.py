@@ -1,0 +1,76 @@
+"""Encoder presets: named bundles of EncodeOptions, and the options a combination leaves without effect.
+
+`imfcodec encode --preset NAME` starts from a preset and every option given on the command line overrides
+it one by one. EncodeOptions' own defaults are the archive preset (today's full search), so library users
+and the tests keep what they had; the command line's default is `balanced`.
+
+* **realtime**: low delay for calls and live avatars. Keyframes at segment starts (frames are coded as
+  they arrive; the encoder holds at most one batch, and writes a token chunk per batch), no refinement,
+  no adaptation, no planning. A frame gets a keyframe when the quality check says the reference no longer
+  serves it (rebuilt below --keyframe-psnr) or when the interval is up. The check synthesises the last
+  frame of each batch (``keyframe_check="batch"``), and all of the batch only when that one fails: one
+  synthesis per batch instead of one per frame. No-gradient syntheses take the fast path
+  (imfcodec/fast.py). Keyframes stay SVT-AV1 at its preset 4: at 256x256 it codes a keyframe in about
+  43 ms (1.3 ms a frame at one keyframe per 34 frames), and its preset 8 (13.5 ms) took a third more bytes
+  at the same CRF (measured with benchmarks/speed.py's machine; see README.md).
+* **balanced** (the command line's default): keyframes in the middle of their segments, each chosen among
+  5 candidates a segment at a time (about 17 frames of delay), no refinement, no adaptation; fast
+  no-gradient syntheses.
+* **archive**: today's full search: windows of 3 segments planned together, 30 refinement steps a frame,
+  100 adaptation steps a window, every synthesis in float32. The best quality, at about 0.13 fps on
+  2 CPU cores.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from .options import EncodeOptions
+
+PRESETS: dict[str, dict] = {
+    "realtime": dict(keyframe_position="start", refine_steps=0, adapt_steps=0, plan_segments=1,
+                     keyframe_candidates=1, keyframe_check="batch", synthesis="fast"),
+    "balanced": dict(keyframe_position="middle", refine_steps=0, adapt_steps=0, plan_segments=1,
+                     keyframe_candidates=5, keyframe_check="every", synthesis="fast"),
+    "archive": dict(),  # EncodeOptions' defaults
+}
+DEFAULT_PRESET = "balanced"
+
+
+def preset_options(name: str, **given) -> EncodeOptions:
+    """EncodeOptions for preset name, with the options in given (None: not given) on top."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}: use {', '.join(PRESETS)}")
+    kw = {**PRESETS[name], **{k: v for k, v in given.items() if v is not None}}
+    opts = EncodeOptions(**kw)
+    if name == "realtime" and given.get("chunk_frames") is None:
+        opts = dataclasses.replace(opts, chunk_frames=opts.batch)  # nothing buffered beyond one batch
+    return opts
+
+
+def ignored(opts: EncodeOptions, given: set[str]) -> list[str]:
+    """One line for each option in given (EncodeOptions field names the user set) that has no effect with
+    the others in opts."""
+    out = []
+
+    def say(field: str, flag: str, why: str) -> None:
+        if field in given:
+            out.append(f"{flag} has no effect {why}")
+
+    start = opts.keyframe_position == "start"
+    if start:
+        why = "with --keyframe-position start"
+        say("adapt_steps", "--adapt", f"{why} (decoder adaptation needs keyframes mid-segment)")
+        say("plan_segments", "--plan-segments", f"{why} (segments are planned only mid-segment)")
+        say("keyframe_candidates", "--keyframe-candidates", f"{why} (the keyframe is each segment's first frame)")
+    if opts.token_codec == "zfp":
+        say("qstep", "--qstep", "with --token-codec zfp (it sets the learned codec's step; --rate sets ZFP's)")
+    else:
+        say("zfp_rate", "--rate", "with --token-codec learned (it sets ZFP's rate; --qstep sets the learned step)")
+    if opts.keyframe_codec == "png":
+        say("keyframe_quality", "--keyframe-quality", "with --keyframe-codec png (lossless)")
+    if not opts.keyframe_psnr:
+        say("keyframe_check", "--keyframe-check", "with --keyframe-psnr 0 (no quality check)")
+    return out
+
+
+__all__ = ["PRESETS", "DEFAULT_PRESET", "preset_options", "ignored"]

@@ -1,0 +1,161 @@
+"""The decoder: frames from cached references, tokens as the encoder coded them, the chunk order rules, and
+damaged files (every one refused in one line or decoded to its header's frame count)."""
+import io
+import os
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import torch
+
+from imfcodec import bitstream as bs
+from imfcodec.codec import decode_file, decode_tokens, read_info
+from imfcodec.errors import BitstreamError, UserError
+from imfcodec.model.weights import load_weights
+
+from tests.conftest import dec_opts
+
+
+def test_decoder_tokens_equal_encoder_dequantized_tokens(encoded):
+    imf, r = encoded
+    dec = decode_tokens(str(imf))
+    key = np.isnan(dec).all(1)
+    assert key.nonzero()[0].tolist() == [5]  # one segment of 12 frames, its keyframe in the middle
+    assert dec[~key].tobytes() == r.tokens.tobytes()
+
+
+def test_decoded_frames_use_cached_reference(encoded, tiny):
+    """The codec path (reference cached once, tokens batched) equals the plain forward pass."""
+    imf, r = encoded
+    res = decode_file(str(imf), None, dec_opts(tiny, batch=3), keep_frames=True)
+    lm = load_weights(str(tiny))
+    key = torch.from_numpy(res.frames_rgb[5]).permute(2, 0, 1)[None].float() / 255  # the middle keyframe
+    with torch.no_grad():
+        ref = lm.model.reference(key)
+        direct = lm.model.synthesize(torch.from_numpy(r.tokens[:3]), ref)
+    got = np.stack(res.frames_rgb[0:3]).astype(np.float32) / 255
+    want = direct.clamp(0, 1).permute(0, 2, 3, 1).numpy()
+    assert np.abs(got - want).max() <= 1 / 255 + 1e-6
+
+
+def test_info_json_keys(encoded):
+    imf, r = encoded
+    info = read_info(str(imf))
+    for k in ("frames", "width", "height", "fps", "dm", "token_codec", "bytes_total", "bytes_keyframe",
+              "bytes_tokens", "bpp_total", "bpp_tokens"):
+        assert k in info
+    assert info["bytes_total"] == os.path.getsize(imf)
+    assert info["bytes_keyframe"] == r.bytes_keyframe and info["bytes_tokens"] == r.bytes_tokens
+    assert info["bpp_total"] == pytest.approx(info["bytes_total"] * 8 / (12 * 64 * 64))
+    assert info["bpp_tokens"] == pytest.approx(r.bytes_tokens * 8 / (12 * 64 * 64))
+
+
+def test_api_errors_are_bitstream_errors(tmp_path, encoded, tiny):
+    imf, _ = encoded
+    bad = tmp_path / "b.imf"
+    bad.write_bytes(imf.read_bytes()[:20])
+    with pytest.raises(BitstreamError):
+        decode_file(str(bad), None, dec_opts(tiny))
+
+
+def test_keyframe_order_rules(tmp_path, encoded):
+    """A segment's keyframe chunk comes first and may serve frames before its own; a file that breaks the
+    order (a keyframe before the last one's frame was reached, one past the end, tokens running over a
+    keyframe) is refused, naming the chunk."""
+    imf, _ = encoded
+    data = imf.read_bytes()
+    head, key, *toks, _ = list(bs.read_chunks(io.BytesIO(data), len(data)))
+    assert bs.unpack_keyframe(key.payload)[0] == 5 and bs.unpack_tokens(toks[0].payload)[:2] == (0, 4)
+
+    def rebuilt(*chunks):
+        path = tmp_path / "r.imf"
+        with open(path, "wb") as f:
+            w = bs.Writer(f)
+            for ctype, payload in chunks:
+                w.chunk(ctype, payload)
+            w.close()
+        return str(path)
+
+    c = [(x.ctype, x.payload) for x in (head, key, *toks)]
+    assert np.isnan(decode_tokens(rebuilt(*c))[5]).all()
+    _, kdata = bs.unpack_keyframe(key.payload)
+    cases = {
+        "a keyframe before frame 5": c[:2] + [c[1]] + c[2:],
+        "keyframe for frame 12, expected 0 to 11": [c[0], (bs.KEYF, bs.pack_keyframe(12, kdata))] + c[2:],
+        "tokens run past the keyframe at frame 3": [c[0], (bs.KEYF, bs.pack_keyframe(3, kdata))] + c[2:],
+        "tokens for frame 0, expected 1": [c[0], (bs.KEYF, bs.pack_keyframe(0, kdata))] + c[2:],
+    }
+    for message, chunks in cases.items():
+        with pytest.raises(BitstreamError, match=message):
+            decode_tokens(rebuilt(*chunks))
+
+
+def outcome(path, tiny) -> str:
+    """'refused' (a one-line user error) or 'decoded' (to the frame count its header states)."""
+    try:
+        frames = decode_file(str(path), None, dec_opts(tiny)).frames
+    except UserError as e:
+        assert "\n" not in str(e) and str(e)
+        return "refused"
+    data = path.read_bytes()
+    header = bs.Header.unpack(next(bs.read_chunks(io.BytesIO(data), len(data))).payload)
+    assert frames == header.frames
+    return "decoded"
+
+
+def with_payload(data: bytes, c: bs.Chunk, payload: bytes) -> bytes:
+    """data with chunk c's payload replaced and its CRC recomputed."""
+    body = c.ctype + struct.pack("<I", len(payload)) + payload
+    return data[:c.offset] + body + struct.pack("<I", zlib.crc32(body)) + data[c.offset + 12 + len(c.payload):]
+
+
+def test_damaged_files_are_refused_or_decode_to_their_frame_count(encoded, tiny, tmp_path):
+    """Truncations and bit flips are all refused (CRC, END); random damage behind recomputed CRCs is refused
+    or decodes, and either outcome keeps its promise."""
+    imf, _ = encoded
+    data = imf.read_bytes()
+    chunks = list(bs.read_chunks(io.BytesIO(data), len(data)))
+    rng = np.random.default_rng(0)
+    counts = {"refused": 0, "decoded": 0}
+    damaged = [data[:int(n)] for n in rng.integers(0, len(data), 10)]
+    for at in rng.integers(6, len(data), 10):
+        flipped = bytearray(data)
+        flipped[at] ^= 1 << int(rng.integers(8))
+        damaged.append(bytes(flipped))
+    for i, d in enumerate(damaged):
+        path = tmp_path / f"plain{i}.imf"
+        path.write_bytes(d)
+        assert outcome(path, tiny) == "refused"
+    for trial in range(30):
+        c = chunks[trial % (len(chunks) - 1)]
+        payload = bytearray(c.payload)
+        for _ in range(1 + trial % 4):
+            payload[rng.integers(len(payload))] = rng.integers(256)
+        path = tmp_path / f"fuzz{trial}.imf"
+        path.write_bytes(with_payload(data, c, bytes(payload)))
+        counts[outcome(path, tiny)] += 1
+    assert sum(counts.values()) == 30 and counts["refused"] > 0 and counts["decoded"] > 0, counts
+
+
+def test_a_file_finds_the_zoo_weights_it_was_made_with(tmp_path, clip, monkeypatch):
+    """Without --weights the decoder takes the installed weights whose id the header names, not only the
+    current release's; with none installed it says so in one line."""
+    from imfcodec import runtime
+    from imfcodec.codec import DecodeOptions, encode_file
+    from imfcodec.model.weights import find_shipped
+    from tests.conftest import enc_opts, tiny_weights
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    old = tiny_weights(zoo / "imf-dm16-64-r1.safetensors", seed=3, steps=5)
+    tiny_weights(zoo / "imf-dm16-64.safetensors", seed=4, steps=5)
+    out = tmp_path / "old.imf"
+    encode_file(str(clip), str(out), enc_opts(old))
+    want = decode_file(str(out), None, dec_opts(old), keep_frames=True).frames_rgb
+    monkeypatch.setattr(runtime, "shipped_path", lambda dm, size=256: str(zoo / "imf-dm16-64.safetensors"))
+    monkeypatch.setattr(runtime, "find_shipped", lambda model_id: find_shipped(model_id, str(zoo)))
+    got = decode_file(str(out), None, DecodeOptions(), keep_frames=True).frames_rgb
+    assert all(np.array_equal(a, b) for a, b in zip(want, got)) and len(got) == len(want)
+    os.remove(old)
+    with pytest.raises(UserError, match="no installed weights have its id"):
+        decode_file(str(out), None, DecodeOptions(), keep_frames=True)

@@ -1,0 +1,64 @@
+"""Rate control: a rate cap raises keyframe CRFs only where needed, a rate target spends the rate, a
+bitrate is a rate target."""
+import functools
+
+import numpy as np
+import pytest
+
+from imfcodec.codec import encode_file
+from imfcodec.video_io import probe
+
+from tests.conftest import enc_opts
+
+
+@pytest.fixture
+def rate_run(tmp_path, clip, tiny):
+    """Encode the clip in segments of 5 frames without refinement: (result, the file's bytes)."""
+    def run(name, position, **kw):
+        out = tmp_path / name
+        r = encode_file(str(clip), str(out), enc_opts(tiny, keyframe_interval=5, keyframe_position=position,
+                                                      refine_steps=0, **kw))
+        return r, out.read_bytes()
+    return run
+
+
+@pytest.mark.parametrize("position", ["middle", "start"])
+def test_rate_cap_raises_keyframe_crf_only_when_needed(rate_run, position):
+    run = functools.partial(rate_run, position=position)
+    (free, data), (smallest, _) = run("free.imf"), run("q63.imf", keyframe_quality=63)
+    assert run("loose.imf", max_bpp=free.bpp_total * 1.05)[1] == data  # a cap that does not bind changes nothing
+    cap = (free.bpp_total + smallest.bpp_total) / 2
+    capped, _ = run("capped.imf", max_bpp=cap)
+    assert capped.bpp_total <= cap and capped.bytes_tokens == free.bytes_tokens
+    assert free.bytes_keyframe > capped.bytes_keyframe > smallest.bytes_keyframe
+    hopeless, _ = run("hopeless.imf", max_bpp=smallest.bpp_total / 2)  # beyond reach: the codec's smallest
+    assert hopeless.bytes_keyframe == smallest.bytes_keyframe
+
+
+@pytest.mark.parametrize("position", ["middle", "start"])
+def test_rate_target_spends_the_rate_on_keyframes(rate_run, position):
+    run = functools.partial(rate_run, position=position)
+    (free, _), (best, _) = run("free.imf"), run("q0.imf", keyframe_quality=0)
+    target = (free.bpp_total + best.bpp_total) / 2
+    spent, _ = run("target.imf", target_bpp=target)
+    assert spent.bpp_total <= target and spent.bytes_tokens == free.bytes_tokens
+    assert best.bytes_keyframe > spent.bytes_keyframe > free.bytes_keyframe  # a lower CRF than the default
+    below = free.bpp_total * 0.95  # less than the default CRF's rate: still within it
+    assert run("below.imf", target_bpp=below)[0].bpp_total <= below
+
+
+def test_bitrate_is_a_rate_target_within_budget(rate_run, clip):
+    """--bitrate is --target-bpp at bitrate / (fps x coded pixels): files at three bitrates, from near the
+    smallest the keyframe codec allows to above the default's, each stay within bitrate x duration."""
+    run = functools.partial(rate_run, position="middle")
+    (free, _), (smallest, _) = run("free.imf"), run("q63.imf", keyframe_quality=63)
+    fps, pix = float(probe(str(clip)).fps), free.width * free.height
+    keys = []
+    for k, bpp in enumerate(np.linspace(smallest.bpp_total * 1.1, free.bpp_total * 1.2, 3)):
+        bitrate = round(bpp * fps * pix)
+        r, data = run(f"b{k}.imf", bitrate=float(bitrate))
+        assert r.bytes_total * 8 <= bitrate * r.frames / fps
+        keys.append(r.bytes_keyframe)
+        if k == 1:
+            assert run("bpp.imf", target_bpp=bitrate / (fps * pix))[1] == data
+    assert keys == sorted(set(keys))  # each higher bitrate buys better keyframes

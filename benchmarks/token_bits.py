@@ -143,7 +143,7 @@ def main() -> None:
         m = match(pred, zfp[MATCH_RATE].psnr)
         target = f"ZFP rate {MATCH_RATE}'s PSNR {zfp[MATCH_RATE].psnr:.3f} dB ({zfp[MATCH_RATE].bits:.3f} bits/value)"
         print(f"{target}: predictive step {m[0]:.4g} at {m[1]:.3f} bits/value ({zfp[MATCH_RATE].bits / m[1]:.1f}x fewer)"
-              if m else f"{target}: no two steps of the ladder bracket it")
+              if m else f"{target}: no step of the ladder reaches it")
 
 
 if __name__ == "__main__":

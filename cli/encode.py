@@ -4,9 +4,11 @@ from __future__ import annotations
 import click
 from click.core import ParameterSource
 
+from entropy import CODEC_IDS
 from imfcodec import keyframe
 from imfcodec.codec import DEFAULT_ZFP_RATE, KEYFRAME_POSITIONS, EncodeOptions, encode_file
 from imfcodec.fast import SYNTHESIS
+from imfcodec.options import parse_bitrate
 from imfcodec.presets import DEFAULT_PRESET, PRESETS, ignored, preset_options
 
 from .common import console, fail, network_options, print_json, progress_bar, run_guarded, set_threads
@@ -38,13 +40,14 @@ def by_preset(field: str) -> str:
                       "30 refinement steps, decoder adaptation; about 0.13 fps on 2 CPU cores)."),
     click.option("--dm", type=click.IntRange(1, 1024), default=32, show_default=True,
                  help="Token size (numbers per frame); picks the shipped weights for it."),
-    click.option("--token-codec", type=click.Choice(["zfp", "learned"]), default="zfp", show_default=True,
-                 help="How tokens are coded."),
+    click.option("--token-codec", type=click.Choice(list(CODEC_IDS)), default="zfp", show_default=True,
+                 help="How tokens are coded: ZFP fixed rate, the learned prior, or the adaptive predictive "
+                      "coder (a third of ZFP rate 6's bits at its PSNR, benchmarks/token_bits.md)."),
     click.option("--rate", "zfp_rate", type=click.FloatRange(1, 32), default=DEFAULT_ZFP_RATE, show_default=True,
                  help="ZFP fixed rate, in bits per token value (--token-codec zfp)."),
     click.option("--qstep", type=click.FloatRange(min=2 ** -16, max=2 ** 10), default=None,
-                 help="Quantization step of the learned token codec, in token units (default: the prior's "
-                      "own; --token-codec learned)."),
+                 help="Quantization step of the learned or predictive token codec, in token units (default: "
+                      "the learned prior's own; the predictive coder's 0.016)."),
     click.option("--resize", type=click.Choice(["crop", "stretch", "pad"]), default="crop", show_default=True,
                  help="How frames map to the model's square size: centre crop, stretch, or letterbox."),
     click.option("--keyframe-codec", type=click.Choice(keyframe.CODECS), default=keyframe.DEFAULT_CODEC,
@@ -59,6 +62,10 @@ def by_preset(field: str) -> str:
                  help="Rate target over the whole file, in bits per pixel at the model size: like --max-bpp, "
                       "a cap, but each planned window's keyframes take the lowest CRF that keeps the file "
                       "within it (below --keyframe-quality too), spending the rate on quality. 0 = off."),
+    click.option("--bitrate", default=None, metavar="BITS/S",
+                 callback=lambda ctx, param, v: 0.0 if v is None else run_guarded(parse_bitrate, v),
+                 help="Rate target in bits per second at the source frame rate (4000, 4k or 4.5k): "
+                      "--target-bpp at bitrate / (fps x coded width x coded height)."),
     click.option("--frames", "max_frames", type=click.IntRange(min=1), default=None,
                  help="Encode at most this many frames."),
 )

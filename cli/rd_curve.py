@@ -28,11 +28,11 @@ def _items(value: str, kind: type, option: str) -> list:
               help="imfcodec token sizes dm (values per token), comma-separated; a dm without shipped weights "
               "is reported as missing.")
 @click.option("--token-codec", default="zfp", show_default=True, metavar="NAME,...",
-              help="imfcodec token codecs: zfp, learned.")
+              help="imfcodec token codecs: zfp, learned, predictive.")
 @click.option("--rates", default="2,4,8", show_default=True, metavar="BITS,...",
               help="ZFP rates for the zfp token codec, in bits per token value, comma-separated.")
 @click.option("--qsteps", default="", metavar="STEP,...",
-              help="Quantisation steps for the learned token codec, in token units, comma-separated "
+              help="Quantisation steps for the learned and predictive token codecs, in token units, comma-separated "
               "[default: the codec's own].")
 @click.option("--preset", type=click.Choice(["realtime", "balanced", "archive"]), default=None,
               help="imfcodec's encoder preset (encode --preset) [default: the library's defaults, archive].")

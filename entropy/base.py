@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 import numpy as np
 
 #: Wire ids of the token codecs, as stored in the .imf header.
-CODEC_IDS: dict[str, int] = {"zfp": 0, "learned": 1}
+CODEC_IDS: dict[str, int] = {"zfp": 0, "learned": 1, "predictive": 2}
 
 
 class TokenCoder(ABC):

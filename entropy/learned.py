@@ -23,6 +23,8 @@ import numpy as np
 from safetensors.numpy import load as load_safetensors
 
 from .base import TokenCoder
+from .laplace import (ALPHABET, CAT, DEC, MAX_BITS_PER_VALUE, MAX_FRAMES, MEAN_GRID, NUM_SCALES, QMAX, QSTEP_MAX,
+                      QSTEP_MIN, SCALE_ZERO, TAIL, decode_escape, escape_symbols, laplace_rows)
 
 FORMAT = "imfcodec-prior-1"      # the prior file's format tag
 VERSION = 1                      # first byte of params()
@@ -37,79 +39,10 @@ B_LIMIT = 2 ** 46        # sum stays below 2**59, exact in int64
 MAX_IN = 2048            # dm + 1 and the hidden width are at most this
 MAX_EXP = 40             # |per-dimension unit exponent|
 
-MEAN_GRID = 32           # means are snapped to multiples of 1/32 of a quantization step
-TAIL = 128               # symbols code q - floor(mean) in [-TAIL, TAIL]; beyond that an escape
-ALPHABET = 2 * TAIL + 3  # escape-low, the 2*TAIL+1 offsets, escape-high
-PRECISION = 24           # constriction's default range coder: frequencies sum to 2**24
-FREE = 2 ** PRECISION - ALPHABET  # the coder adds 1 to each of our weights, so ours sum to this
-SCALE_MANT = (16, 19, 23, 27)     # scale j = SCALE_MANT[j % 4] * 2**(j // 4) / 256 quantization steps
-NUM_SCALES = 41          # j = 0 .. 40: 1/16 .. 64 steps, about 2**(j/4 - 4)
-SCALE_ZERO = 16          # index of the scale nearest 1 step
-QMAX = 2 ** 20 - 1       # |q| bound: tokens beyond QMAX * qstep are clamped
-ESC_BITS = 32            # the escape's bit length is coded uniformly among 0..31 (valid: 0..21)
-QSTEP_MIN, QSTEP_MAX = 2.0 ** -16, 2.0 ** 10
-MAX_FRAMES = 1 << 16     # tokens per chunk
-MAX_BITS_PER_VALUE = PRECISION + 5 + 21  # worst case: a least likely escape, its length and its bits
-
-_CAT = constriction.stream.model.Categorical(perfect=False)
-_UNIFORM = constriction.stream.model.Uniform()
-
 
 def prior_id(data: bytes) -> bytes:
     """The prior's identity in the stream: the first 16 bytes of the SHA-256 of its file."""
     return hashlib.sha256(data).digest()[:16]
-
-
-# ----------------------------------------------------------------------------------------------------
-# Laplace frequency tables
-
-_DEC = decimal.Context(prec=34, rounding=decimal.ROUND_HALF_EVEN, Emin=-999999, Emax=999999)
-_TABLE = np.zeros((NUM_SCALES, MEAN_GRID, ALPHABET), np.float64)
-_TABLE_DONE = np.zeros(NUM_SCALES, bool)
-
-
-def _scale_rows(j: int) -> np.ndarray:
-    """Integer weights (MEAN_GRID, ALPHABET) for scale j, one row per mean offset phi / MEAN_GRID.
-
-    Row phi holds floor(FREE * CDF(edge)) differences of a Laplace(phi / MEAN_GRID, scale_j) at the bin
-    edges k - 1/2 (k = -TAIL .. TAIL + 1), with escape-low and escape-high taking the two tails. Decimal
-    arithmetic at 34 digits (every operation through _DEC, never the thread's default context) is
-    correctly rounded, so every machine computes the same table.
-    """
-    c, D = _DEC, decimal.Decimal
-    beta = c.divide(D(256), D(SCALE_MANT[j % 4] << (j // 4)))  # 1 / scale
-    r = c.exp(c.minus(beta))
-    half, three_halves = D("0.5"), D("1.5")
-    rows = np.empty((MEAN_GRID, ALPHABET), np.float64)
-    for phi in range(MEAN_GRID):
-        mu = c.divide(D(phi), D(MEAN_GRID))
-        cdf = []
-        t = c.multiply(half, c.exp(c.minus(c.multiply(c.add(mu, half), beta))))  # CDF(-1/2 - i), i = 0 .. TAIL
-        for _ in range(TAIL + 1):
-            cdf.append(t)
-            t = c.multiply(t, r)
-        cdf.reverse()
-        if mu <= half:                                                    # CDF(1/2)
-            cdf.append(c.subtract(D(1), c.multiply(half, c.exp(c.minus(c.multiply(c.subtract(half, mu), beta))))))
-        else:
-            cdf.append(c.multiply(half, c.exp(c.minus(c.multiply(c.subtract(mu, half), beta)))))
-        t = c.multiply(half, c.exp(c.minus(c.multiply(c.subtract(three_halves, mu), beta))))  # 1 - CDF(3/2 + i)
-        for _ in range(TAIL):
-            cdf.append(c.subtract(D(1), t))
-            t = c.multiply(t, r)
-        ints = [0] + [int(c.multiply(v, D(FREE))) for v in cdf] + [FREE]
-        cum = np.maximum.accumulate(np.array(ints, np.int64))
-        rows[phi] = np.diff(cum)
-    return rows
-
-
-def laplace_rows(j: np.ndarray, phi: np.ndarray) -> np.ndarray:
-    """Weights (len, ALPHABET) for per-symbol scale indices and mean offsets; tables are built on first use."""
-    for s in np.unique(j):
-        if not _TABLE_DONE[s]:
-            _TABLE[s] = _scale_rows(int(s))
-            _TABLE_DONE[s] = True
-    return _TABLE[j, phi]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -190,7 +123,7 @@ class IntPrior:
 
 def log2_fixed(x: float) -> int:
     """round(log2(x) * 2**FA) from correctly rounded decimal logarithms: the same on every machine."""
-    c = _DEC
+    c = DEC
     v = c.multiply(c.divide(c.ln(decimal.Decimal(x)), c.ln(decimal.Decimal(2))), decimal.Decimal(1 << FA))
     return int(v.to_integral_value(rounding=decimal.ROUND_HALF_EVEN))
 
@@ -296,10 +229,10 @@ class LearnedCoder(TokenCoder):
         sym = (np.clip(d, -TAIL - 1, TAIL + 1) + TAIL + 1).astype(np.int32)
         enc = constriction.stream.queue.RangeEncoder()
         for i in range(n):
-            enc.encode(sym[i], _CAT, laplace_rows(j[i], phi[i]))
+            enc.encode(sym[i], CAT, laplace_rows(j[i], phi[i]))
             esc = [int(abs(v)) - TAIL - 1 for v in d[i] if abs(v) > TAIL]
             if esc:
-                enc.encode(*_escape_symbols(esc))
+                enc.encode(*escape_symbols(esc))
         return enc.get_compressed().astype("<u4").tobytes()
 
     def decode(self, payload: bytes, n: int) -> np.ndarray:
@@ -317,10 +250,10 @@ class LearnedCoder(TokenCoder):
         try:
             for i in range(n):
                 centers, phi, j = self._model(self._inputs(prev, q[:0]))
-                sym = dec.decode(_CAT, laplace_rows(j[0], phi[0])).astype(np.int64)
+                sym = dec.decode(CAT, laplace_rows(j[0], phi[0])).astype(np.int64)
                 d = sym - TAIL - 1
                 for k in np.flatnonzero((sym == 0) | (sym == ALPHABET - 1)):
-                    e = _decode_escape(dec)
+                    e = decode_escape(dec)
                     d[k] = -(TAIL + 1 + e) if sym[k] == 0 else TAIL + 1 + e
                 q[i] = centers[0] + d
                 if np.abs(q[i]).max() > QMAX:
@@ -337,26 +270,3 @@ class LearnedCoder(TokenCoder):
 
     def _dequantize(self, q: np.ndarray) -> np.ndarray:
         return q.astype(np.float32) * np.float32(self.qstep)
-
-
-def _escape_symbols(excess: list[int]) -> tuple[np.ndarray, object, np.ndarray]:
-    """Uniform symbols for escaped offsets: per excess e, its bit length L (of 32), then the L-1 bits
-    below its leading one (if L >= 2). Every size is a power of two, so these are plain bits."""
-    syms, sizes = [], []
-    for e in excess:
-        nb = e.bit_length()
-        syms.append(nb)
-        sizes.append(ESC_BITS)
-        if nb >= 2:
-            syms.append(e - (1 << (nb - 1)))
-            sizes.append(1 << (nb - 1))
-    return np.array(syms, np.int32), _UNIFORM, np.array(sizes, np.int32)
-
-
-def _decode_escape(dec) -> int:
-    nb = int(dec.decode(_UNIFORM, np.array([ESC_BITS], np.int32))[0])
-    if nb > 21:
-        raise ValueError("escape out of range")
-    if nb < 2:
-        return nb
-    return (1 << (nb - 1)) + int(dec.decode(_UNIFORM, np.array([1 << (nb - 1)], np.int32))[0])

@@ -261,6 +261,7 @@ def encode_file(src: str, dst: str, opts: EncodeOptions, progress: Progress | No
     lm = resolve_model(opts.weights, opts.dm, device, opts.allow_untrained)
     model, size = lm.model, lm.model.cfg.size
     dm = model.cfg.dm
+    opts = opts.at_frame_rate(info.fps, size, size)
     coder = _coder(opts, dm)
     header = bs.Header(frames=0, fps=info.fps, src_width=info.width, src_height=info.height, width=size,
                        height=size, resize=RESIZE_POLICIES[opts.resize], dm=dm, model_id=lm.model_id,

@@ -2,6 +2,9 @@
 impossible combinations with a one-line error before any work starts. MODEL_CARD.md measures the defaults."""
 from __future__ import annotations
 
+import dataclasses
+import math
+import re
 from dataclasses import dataclass
 
 from . import adapt, keyframe
@@ -29,7 +32,7 @@ class EncodeOptions:
     weights: str | None = None          # default: the shipped weights for dm
     token_codec: str = "zfp"
     zfp_rate: float = DEFAULT_ZFP_RATE  # bits per token value
-    qstep: float | None = None          # learned coder's quantization step (None: its default)
+    qstep: float | None = None          # learned or predictive coder's quantization step (None: its default)
     resize: str = "crop"
     keyframe_codec: str = keyframe.DEFAULT_CODEC
     keyframe_quality: int = keyframe.DEFAULT_QUALITY  # CRF of the keyframe codec
@@ -47,6 +50,7 @@ class EncodeOptions:
     refine_steps: int = DEFAULT_REFINE_STEPS  # encoder-side token refinement (imfcodec.refine); 0: off
     max_bpp: float = 0.0                # rate cap over the whole file, bits per pixel at the model size; 0: off
     target_bpp: float = 0.0             # rate target: a cap that keyframes also spend (a lower CRF); 0: off
+    bitrate: float = 0.0                # rate target in bits per second at the source frame rate; 0: off
     adapt_steps: int = adapt.DEFAULT_ADAPT_STEPS  # per-window decoder adaptation (imfcodec.adapt); 0: off
     adapt_step: float = adapt.DEFAULT_STEP        # quantization step of its offsets
     keyframe_check: str = "every"       # frames the quality check synthesises: "every" one, or each batch's last
@@ -62,6 +66,13 @@ class EncodeOptions:
     def cap_bpp(self) -> float:
         """The rate the file must stay within (0: none): max_bpp or target_bpp."""
         return self.max_bpp or self.target_bpp
+
+    def at_frame_rate(self, fps: float, width: int, height: int) -> "EncodeOptions":
+        """These options with a bitrate turned into the rate target it means at fps frames a second of
+        width x height coded pixels (bpp = bitrate / (fps x width x height)), for the rate control."""
+        if not self.bitrate:
+            return self
+        return dataclasses.replace(self, bitrate=0.0, target_bpp=self.bitrate / (float(fps) * width * height))
 
     @property
     def needs_reference(self) -> bool:
@@ -89,10 +100,13 @@ class EncodeOptions:
                          (self.refine_steps >= 0, "refine steps must be >= 0"),
                          (self.max_bpp >= 0 and self.target_bpp >= 0, "max bpp and target bpp must be >= 0"),
                          (not (self.max_bpp and self.target_bpp),
-                          "give a rate cap (max bpp) or a rate target (target bpp), not both")):
+                          "give a rate cap (max bpp) or a rate target (target bpp), not both"),
+                         (math.isfinite(self.bitrate) and self.bitrate >= 0, "bitrate must be >= 0 bits per second"),
+                         (not (self.bitrate and self.cap_bpp),
+                          "a bitrate is a rate target: give it, max bpp or target bpp, not two")):
             if not ok:
                 raise UserError(what)
-        if self.cap_bpp and self.keyframe_codec not in keyframe.MAX_QUALITY:
+        if (self.cap_bpp or self.bitrate) and self.keyframe_codec not in keyframe.MAX_QUALITY:
             raise UserError(f"a rate cap or target needs a lossy keyframe codec "
                             f"({', '.join(keyframe.MAX_QUALITY)})")
 
@@ -108,6 +122,19 @@ class DecodeOptions:
 
     def validate(self) -> None:
         _choice("synthesis", self.synthesis, SYNTHESIS)
+
+
+_BITRATE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([kKM]?)")
+
+
+def parse_bitrate(text: str) -> float:
+    """Bits per second from `4000`, `4k` or `4.5k` (k or K = 1000, M = 10**6); UserError for anything else."""
+    m = _BITRATE.fullmatch(text.strip())
+    value = float(m.group(1)) * {"": 1, "k": 1e3, "K": 1e3, "M": 1e6}[m.group(2)] if m else 0.0
+    if not 0 < value < math.inf:
+        raise UserError(f"bitrate must be a positive number of bits per second such as 4000, 4k or 4.5k, "
+                        f"not {text!r}")
+    return value
 
 
 def _choice(what: str, value: str, known) -> None:

@@ -3,6 +3,7 @@ import pytest
 
 from imfcodec.codec import EncodeOptions, encode_file
 from imfcodec.errors import UserError
+from imfcodec.options import parse_bitrate
 
 from tests.conftest import assert_one_line_error, cli, enc_opts
 
@@ -37,3 +38,18 @@ def test_validate_refuses_in_one_line(kw, message):
         EncodeOptions(**kw).validate()
     assert "\n" not in str(e.value)
     EncodeOptions().validate()  # the defaults are valid
+
+
+def test_bitrate_parsing_and_errors(tmp_path, clip, tiny):
+    assert [parse_bitrate(v) for v in ("4000", "4k", "4.5k", "4.5K", " 2M")] == [4000, 4000, 4500, 4500, 2e6]
+    for bad in ("", "abc", "-4k", "0", "0k", "inf", "nan", "4kk", "4 k", "1e400", "9" * 400):
+        with pytest.raises(UserError, match="bitrate must be"):
+            parse_bitrate(bad)
+    line = assert_one_line_error(cli("encode", clip, "-o", tmp_path / "p.imf", "--weights", tiny,
+                                     "--allow-untrained", "--bitrate", "fast"))
+    assert "bitrate must be" in line and "'fast'" in line
+    line = assert_one_line_error(cli("encode", clip, "-o", tmp_path / "p.imf", "--weights", tiny,
+                                     "--allow-untrained", "--bitrate", "4k", "--target-bpp", "0.1"))
+    assert "not two" in line and not (tmp_path / "p.imf").exists()
+    with pytest.raises(UserError, match="lossy keyframe codec"):
+        encode_file(str(clip), str(tmp_path / "p.imf"), enc_opts(tiny, keyframe_codec="png", bitrate=4000.0))

@@ -1,9 +1,12 @@
-"""Rate control: a rate cap raises keyframe CRFs only where needed, a rate target spends the rate."""
+"""Rate control: a rate cap raises keyframe CRFs only where needed, a rate target spends the rate, a
+bitrate is a rate target."""
 import functools
 
+import numpy as np
 import pytest
 
 from imfcodec.codec import encode_file
+from imfcodec.video_io import probe
 
 from tests.conftest import enc_opts
 
@@ -42,3 +45,20 @@ def test_rate_target_spends_the_rate_on_keyframes(rate_run, position):
     assert best.bytes_keyframe > spent.bytes_keyframe > free.bytes_keyframe  # a lower CRF than the default
     below = free.bpp_total * 0.95  # less than the default CRF's rate: still within it
     assert run("below.imf", target_bpp=below)[0].bpp_total <= below
+
+
+def test_bitrate_is_a_rate_target_within_budget(rate_run, clip):
+    """--bitrate is --target-bpp at bitrate / (fps x coded pixels): files at three bitrates, from near the
+    smallest the keyframe codec allows to above the default's, each stay within bitrate x duration."""
+    run = functools.partial(rate_run, position="middle")
+    (free, _), (smallest, _) = run("free.imf"), run("q63.imf", keyframe_quality=63)
+    fps, pix = float(probe(str(clip)).fps), free.width * free.height
+    keys = []
+    for k, bpp in enumerate(np.linspace(smallest.bpp_total * 1.1, free.bpp_total * 1.2, 3)):
+        bitrate = round(bpp * fps * pix)
+        r, data = run(f"b{k}.imf", bitrate=float(bitrate))
+        assert r.bytes_total * 8 <= bitrate * r.frames / fps
+        keys.append(r.bytes_keyframe)
+        if k == 1:
+            assert run("bpp.imf", target_bpp=bitrate / (fps * pix))[1] == data
+    assert keys == sorted(set(keys))  # each higher bitrate buys better keyframes

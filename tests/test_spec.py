@@ -1,16 +1,18 @@
 """bitstream_spec.md matches the code: a reader built from the spec's field tables parses real files."""
+import math
 import re
 import struct
 import zlib
 from pathlib import Path
 
+import constriction
 import numpy as np
 import zfpy
 
 from imfcodec.codec import EncodeOptions, decode_tokens, encode_file
 
 SPEC = Path(__file__).resolve().parents[1] / "bitstream_spec.md"
-SIZES = {"u8": "B", "u16": "H", "u32": "I", "f32": "f"}
+SIZES = {"u8": "B", "i8": "b", "u16": "H", "u32": "I", "f32": "f"}
 
 
 def spec_table(title: str) -> list[tuple[str, str]]:
@@ -120,6 +122,72 @@ def test_spec_reader_parses_adapt_chunk(tmp_path, clip, tiny):
     assert a["scheme"] == 1 and a["step"] == np.float32(0.001) and a["count"] == 3 * 32  # TINY: flow_hidden 32
     q = spec_rice(a["offsets"], a["count"], a["rice_k"])
     assert q == bs.unpack_adapt(chunks[1][1])[1].tolist() and any(q)
+
+
+def spec_predictive_tokens(params: dict, dm: int, chunks: list[bytes], n: list[int]) -> np.ndarray:
+    """A segment's predictive TOKN data decoded as the spec's prose says, in plain Python integers (the
+    frequency rows are the learned codec's, pinned by tests/test_entropy_learned.py)."""
+    from entropy.laplace import laplace_rows
+    mant = (16, 19, 23, 27)
+    s = [mant[i % 4] << (i // 4) for i in range(41)]
+    thresholds = [math.isqrt(a * b) for a, b in zip(s, s[1:])]
+    cat, uni = constriction.stream.model.Categorical(perfect=False), constriction.stream.model.Uniform()
+    hist, S, out, M, qmax = [], [256] * dm, [], params["momentum"], 2 ** 20 - 1
+    for data, count in zip(chunks, n):
+        dec = constriction.stream.queue.RangeDecoder(np.frombuffer(data, "<u4").astype(np.uint32))
+        for _ in range(count):
+            if not hist:
+                m = [0] * dm
+            elif len(hist) == 1:
+                m = [32 * v for v in hist[-1]]
+            else:
+                m = [max(-32 * qmax, min(32 * qmax, 32 * a + 4 * M * (a - b))) for a, b in zip(hist[-1], hist[-2])]
+            syms, a = [], []
+            for d in range(dm):
+                if not hist:
+                    j = params["first_scale"]
+                else:
+                    b = S[d] * (512 + 256 * sum(a)) // (512 + sum(S[:d]))
+                    j = max(6, min(40, sum(t <= b for t in thresholds)))
+                syms.append(int(dec.decode(cat, laplace_rows(np.array([j]), np.array([m[d] & 31])))[0]))
+                a.append(min(abs(syms[-1] - 129), 129))
+            q = []
+            for d, sym in enumerate(syms):
+                r = sym - 129
+                if sym in (0, 258):
+                    length = int(dec.decode(uni, np.array([32], np.int32))[0])
+                    e = length if length < 2 else (1 << (length - 1)) + int(
+                        dec.decode(uni, np.array([1 << (length - 1)], np.int32))[0])
+                    r = -(129 + e) if sym == 0 else 129 + e
+                q.append((m[d] >> 5) + r)
+            if hist:
+                S = [x + ((256 * y - x) >> 2) for x, y in zip(S, a)]
+            hist = (hist + [q])[-2:]
+            out.append(q)
+    return np.array(out, np.float32) * np.float32(params["qstep"])
+
+
+def test_spec_reader_decodes_predictive_tokens(tmp_path, clip, tiny):
+    """A start-keyed file with two segments: the spec's header table and its prose decode the tokens."""
+    out = tmp_path / "p.imf"
+    r = encode_file(str(clip), str(out), EncodeOptions(weights=str(tiny), allow_untrained=True, chunk_frames=4,
+                                                       token_codec="predictive", qstep=0.004, keep_tokens=True,
+                                                       keyframe_position="start", keyframe_interval=6,
+                                                       keyframe_psnr=0, refine_steps=0, adapt_steps=0))
+    chunks = list(spec_chunks(out.read_bytes()))
+    assert [c[0] for c in chunks] == [b"HEAD"] + [b"KEYF", b"TOKN", b"TOKN"] * 2 + [b"END "]
+    head = read_fields(spec_table("HEAD payload"), chunks[0][1])
+    assert head["token_codec"] == 2
+    params = read_fields(spec_table("Predictive token stream (`token_codec` = 2, `predictive`)"),
+                         head["token_params"])
+    assert params["version"] == 1 and params["qstep"] == np.float32(0.004) and params["momentum"] == 0
+    toks = []
+    for seg in (chunks[1:4], chunks[4:7]):
+        t = [read_fields(spec_table("TOKN payload"), c[1]) for c in seg[1:]]
+        toks.append(spec_predictive_tokens(params, head["dm"], [x["data"] for x in t], [x["count"] for x in t]))
+    assert np.array_equal(np.concatenate(toks), r.tokens) and np.abs(r.tokens).max() > 0
+    decoded = decode_tokens(str(out))
+    assert np.array_equal(decoded[~np.isnan(decoded[:, 0])], r.tokens)  # and so does the codec's own decoder
 
 
 def test_spec_reader_parses_a_stream(tmp_path, clip, tiny):

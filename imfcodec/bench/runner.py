@@ -22,7 +22,7 @@ from .anchors import ANCHORS
 from .clip import Clip, read_clip, write_y4m
 from .points import METRICS, NAN, Point, lpips_model, measure
 
-TOKEN_CODECS = ("zfp", "learned")
+TOKEN_CODECS = ("zfp", "learned", "predictive")
 
 
 @dataclass
@@ -35,7 +35,7 @@ class Job:
     dms: list[int] = field(default_factory=lambda: [32])
     token_codecs: list[str] = field(default_factory=lambda: ["zfp"])
     rates: list[float] = field(default_factory=lambda: [2.0, 4.0, 8.0])  # zfp: bits per token value
-    qsteps: list[float] = field(default_factory=list)  # learned: quantisation steps (none: the codec's default)
+    qsteps: list[float] = field(default_factory=list)  # learned, predictive: quantisation steps (none: the codec's default)
     refine: list[int] = field(default_factory=list)  # encoder token-refinement steps (none: the encoder's default)
     preset: str | None = None  # the encoder's preset (imfcodec.presets; None: EncodeOptions' defaults, archive)
     max_bpp: float = 0.0  # the encoder's rate cap (0: off)

@@ -1,7 +1,7 @@
 """Weights files compared through the whole codec: the same clips encoded with each, at a preset.
 
     python benchmarks/weights_codec.py WEIGHTS... --data DIR [--data DIR] [--preset realtime] [--frames 100]
-        [--keyframe-quality 40]
+        [--keyframe-quality 40] [--token-codec zfp]
 
 For every weights file and folder: mean bpp (every bit of the file), PSNR-RGB and MS-SSIM of the decoded
 frames against the source at the model's size (centre crop, as the encoder codes it), the same for each
@@ -23,17 +23,17 @@ from imfcodec.train.data import find_videos
 from imfcodec.video_io import read_frames, to_model
 
 
-def measure(weights: str, clip: str, preset: str, frames: int, quality: int, tmp: str) -> dict:
+def measure(weights: str, clip: str, preset: str, frames: int, quality: int, codec: str, tmp: str) -> dict:
     out = os.path.join(tmp, "x.imf")
     res = encode_file(clip, out, preset_options(preset, weights=weights, max_frames=frames,
-                                                keyframe_quality=quality))
+                                                keyframe_quality=quality, token_codec=codec))
     size = res.width
     src = np.stack([to_model(img, size, size, "crop") for img in read_frames(clip, max_frames=frames)])
     dec = np.stack(decode_file(out, None, DecodeOptions(weights=weights), keep_frames=True).frames_rgb)
     rep = repeat_keyframes(out)
     p, r = psnr_rgb(dec, src), psnr_rgb(rep, src)
     moving = ~np.all(dec == rep, axis=(1, 2, 3))  # keyframes decode to themselves
-    return {"bpp": res.bpp_total, "psnr": float(p.mean()), "msssim": float(msssim(dec, src).mean()),
+    return {"bpp": res.bpp_total, "bpp_tokens": res.bpp_tokens, "psnr": float(p.mean()), "msssim": float(msssim(dec, src).mean()),
             "rep_psnr": float(r.mean()), "rep_msssim": float(msssim(rep, src).mean()),
             "beats": float((p[moving] >= r[moving]).mean()) if moving.any() else 1.0}
 
@@ -45,13 +45,15 @@ def main() -> None:
     ap.add_argument("--preset", default="realtime")
     ap.add_argument("--frames", type=int, default=100)
     ap.add_argument("--keyframe-quality", type=int, default=40)
+    ap.add_argument("--token-codec", default="zfp")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         for d in a.data:
             for w in a.weights:
-                rows = [measure(w, c, a.preset, a.frames, a.keyframe_quality, tmp) for c in find_videos([d])]
+                rows = [measure(w, c, a.preset, a.frames, a.keyframe_quality, a.token_codec, tmp) for c in find_videos([d])]
                 m = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
-                print(f"{os.path.basename(w)}  {d}  {a.preset} crf {a.keyframe_quality}: {m['bpp']:.5f} bpp  "
+                print(f"{os.path.basename(w)}  {d}  {a.preset} crf {a.keyframe_quality} "
+                      f"{a.token_codec}: {m['bpp']:.5f} bpp (tokens {m['bpp_tokens']:.5f})  "
                       f"{m['psnr']:.2f} dB / {m['msssim']:.4f}   its keyframes repeated {m['rep_psnr']:.2f} / "
                       f"{m['rep_msssim']:.4f}   frames >= repeat {m['beats']:.0%}", flush=True)
 

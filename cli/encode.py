@@ -40,9 +40,10 @@ def by_preset(field: str) -> str:
                       "30 refinement steps, decoder adaptation; about 0.13 fps on 2 CPU cores)."),
     click.option("--dm", type=click.IntRange(1, 1024), default=32, show_default=True,
                  help="Token size (numbers per frame); picks the shipped weights for it."),
-    click.option("--token-codec", type=click.Choice(list(CODEC_IDS)), default="zfp", show_default=True,
+    click.option("--token-codec", type=click.Choice(list(CODEC_IDS)), default=None,
                  help="How tokens are coded: ZFP fixed rate, the learned prior, or the adaptive predictive "
-                      "coder (a third of ZFP rate 6's bits at its PSNR, benchmarks/token_bits.md)."),
+                      "coder (a third of ZFP rate 6's bits at its PSNR, benchmarks/token_bits.md)."
+                      + by_preset("token_codec")),
     click.option("--rate", "zfp_rate", type=click.FloatRange(1, 32), default=DEFAULT_ZFP_RATE, show_default=True,
                  help="ZFP fixed rate, in bits per token value (--token-codec zfp)."),
     click.option("--qstep", type=click.FloatRange(min=2 ** -16, max=2 ** 10), default=None,

@@ -13,6 +13,9 @@ and the tests keep what they had; the command line's default is `balanced`.
   (imfcodec/fast.py). Keyframes stay SVT-AV1 at its preset 4: at 256x256 it codes a keyframe in about
   43 ms (1.3 ms a frame at one keyframe per 34 frames), and its preset 8 (13.5 ms) took a third more bytes
   at the same CRF (measured with benchmarks/speed.py's machine; see README.md).
+* **realtime** and **balanced** code tokens with the predictive coder (entropy/predictive.py): at the
+  balanced preset it keeps ZFP rate 6's quality for a third of the token bits or less (MODEL_CARD.md,
+  "Presets"). The archive preset's refined tokens keep ZFP, where the predictive coder was not measured.
 * **balanced** (the command line's default): keyframes in the middle of their segments, each chosen among
   5 candidates a segment at a time (about 17 frames of delay), no refinement, no adaptation; fast
   no-gradient syntheses.
@@ -28,9 +31,9 @@ from .options import EncodeOptions
 
 PRESETS: dict[str, dict] = {
     "realtime": dict(keyframe_position="start", refine_steps=0, adapt_steps=0, plan_segments=1,
-                     keyframe_candidates=1, keyframe_check="batch", synthesis="fast"),
+                     keyframe_candidates=1, keyframe_check="batch", synthesis="fast", token_codec="predictive"),
     "balanced": dict(keyframe_position="middle", refine_steps=0, adapt_steps=0, plan_segments=1,
-                     keyframe_candidates=5, keyframe_check="every", synthesis="fast"),
+                     keyframe_candidates=5, keyframe_check="every", synthesis="fast", token_codec="predictive"),
     "archive": dict(),  # EncodeOptions' defaults
 }
 DEFAULT_PRESET = "balanced"
@@ -65,7 +68,8 @@ def ignored(opts: EncodeOptions, given: set[str]) -> list[str]:
     if opts.token_codec == "zfp":
         say("qstep", "--qstep", "with --token-codec zfp (it sets the learned codec's step; --rate sets ZFP's)")
     else:
-        say("zfp_rate", "--rate", "with --token-codec learned (it sets ZFP's rate; --qstep sets the learned step)")
+        say("zfp_rate", "--rate", f"with --token-codec {opts.token_codec} (it sets ZFP's rate; --qstep sets this "
+                                  "codec's step)")
     if opts.keyframe_codec == "png":
         say("keyframe_quality", "--keyframe-quality", "with --keyframe-codec png (lossless)")
     if not opts.keyframe_psnr:

@@ -57,6 +57,9 @@ def test_preset_options_override_one_by_one():
     assert (rt.keyframe_position, rt.refine_steps, rt.adapt_steps, rt.plan_segments, rt.keyframe_candidates) == \
         ("start", 0, 0, 1, 1)
     assert rt.keyframe_psnr > 0 and rt.synthesis == "fast" and rt.keyframe_check == "batch"
+    assert rt.token_codec == preset_options("balanced").token_codec == "predictive"
+    assert preset_options("archive").token_codec == "zfp"
+    assert preset_options("realtime", token_codec="zfp").token_codec == "zfp"
     assert preset_options("realtime", refine_steps=3, keyframe_position="middle").refine_steps == 3
     assert preset_options("archive") == dataclasses.replace(EncodeOptions())  # today's defaults, unchanged
     with pytest.raises(ValueError):
@@ -69,6 +72,8 @@ def test_ignored_options_are_named():
                                             "adaptation needs keyframes mid-segment)"]
     assert ignored(rt, set()) == []  # what the preset itself sets is not the user's doing
     assert len(ignored(preset_options("archive", qstep=0.01), {"qstep"})) == 1
+    assert ignored(rt, {"zfp_rate"}) == ["--rate has no effect with --token-codec predictive (it sets ZFP's rate; "
+                                         "--qstep sets this codec's step)"]
     assert ignored(preset_options("archive", token_codec="learned", qstep=0.01), {"qstep", "token_codec"}) == []
     assert ignored(preset_options("balanced", keyframe_psnr=0, keyframe_check="batch"),
                    {"keyframe_psnr", "keyframe_check"}) == ["--keyframe-check has no effect with --keyframe-psnr 0 "

@@ -17,6 +17,11 @@ from .help import GroupedCommand, grouped
 _BASE = EncodeOptions()
 
 
+def searched(flag: str, field: str, kind, text: str):
+    """An advanced option whose default is the preset's: None unless given, help ending in each preset's value."""
+    return click.option(flag, field, type=kind, default=None, help=text + by_preset(field))
+
+
 def by_preset(field: str) -> str:
     """' [presets: realtime X, balanced Y, archive Z]': what each preset sets an option to."""
     values = {n: p.get(field, getattr(_BASE, field)) for n, p in PRESETS.items()}
@@ -72,45 +77,45 @@ def by_preset(field: str) -> str:
 )
 @grouped(
     "Advanced: the encoder's search (set by --preset)",
-    click.option("--keyframe-interval", type=click.IntRange(min=0), default=None,
-                 help="One keyframe per this many frames; each keyframe serves a segment of frames (planned "
-                      "segments may be shorter or longer, see --plan-segments); 0 = no limit (needs "
-                      "--keyframe-position start)." + by_preset("keyframe_interval")),
-    click.option("--keyframe-position", type=click.Choice(KEYFRAME_POSITIONS), default=None,
-                 help="Where a segment's keyframe goes: near the middle (frames are nearer their reference; "
-                      "the encoder buffers a segment or a window) or the start (low delay: frames are coded "
-                      "as they arrive)." + by_preset("keyframe_position")),
-    click.option("--keyframe-candidates", type=click.IntRange(1, 64), default=None,
-                 help="With --keyframe-position middle and a segment planned alone (--plan-segments 1, or a "
-                      "video shorter than an interval): how many frames around the middle are tried as the "
-                      "keyframe; the one whose picture rebuilds the segment best wins (each candidate costs "
-                      "one synthesis per frame of the segment). 1 = no search at all: segments of "
-                      "--keyframe-interval frames keyed at their middles." + by_preset("keyframe_candidates")),
-    click.option("--plan-segments", type=click.IntRange(1, 16), default=None,
-                 help="With --keyframe-position middle: how many segments are planned together; their "
-                      "keyframes (every --keyframe-interval/8-th frame is tried) and boundaries are chosen "
-                      "jointly over that many times --keyframe-interval frames, which the encoder buffers (1 = "
-                      "a segment at a time, its keyframe among --keyframe-candidates frames near its middle)."
-                      + by_preset("plan_segments")),
-    click.option("--keyframe-psnr", type=click.FloatRange(0, 100), default=None,
-                 help="The quality check: make a frame a keyframe when the decoder would rebuild it below this "
-                      "PSNR, in dB (RGB, at the model size): scene cuts start a new keyframe. 0 = off."
-                      + by_preset("keyframe_psnr")),
-    click.option("--keyframe-check", type=click.Choice(["every", "batch"]), default=None,
-                 help="Which frames the quality check synthesises: every frame, or the last of each batch "
-                      "(all of a batch whose last frame fails): one synthesis a batch."
-                      + by_preset("keyframe_check")),
-    click.option("--refine", "refine_steps", type=click.IntRange(0, 10000), default=None,
-                 help="Token refinement steps per frame (gradient steps through the decoder, each a forward and "
-                      "backward pass; 0 = off)." + by_preset("refine_steps")),
-    click.option("--adapt", "adapt_steps", type=click.IntRange(0, 100000), default=None,
-                 help="Decoder adaptation: Adam steps (batches of frames) fitting offsets to the decoder's flow "
-                      "biases for each planned window, sent in the file (a few hundred bytes a window; makes a "
-                      "3.0 file). Needs --keyframe-position middle. 0 = off." + by_preset("adapt_steps")),
-    click.option("--synthesis", type=click.Choice(SYNTHESIS), default=None,
-                 help="How the encoder's no-gradient syntheses (the quality check, keyframe planning) run: "
-                      "fast (bfloat16 and local attention on CPU, imfcodec/fast.py) or exact (float32). "
-                      "Refinement always runs in float32." + by_preset("synthesis")),
+    searched("--keyframe-interval", "keyframe_interval", click.IntRange(min=0),
+             "One keyframe per this many frames; each keyframe serves a segment of frames (planned "
+             "segments may be shorter or longer, see --plan-segments); 0 = no limit (needs "
+             "--keyframe-position start)."),
+    searched("--keyframe-position", "keyframe_position", click.Choice(KEYFRAME_POSITIONS),
+             "Where a segment's keyframe goes: near the middle (frames are nearer their reference; "
+             "the encoder buffers a segment or a window) or the start (low delay: frames are coded "
+             "as they arrive)."),
+    searched("--keyframe-candidates", "keyframe_candidates", click.IntRange(1, 64),
+             "With --keyframe-position middle and a segment planned alone (--plan-segments 1, or a "
+             "video shorter than an interval): how many frames around the middle are tried as the "
+             "keyframe; the one whose picture rebuilds the segment best wins (each candidate costs "
+             "one synthesis per frame of the segment). 1 = no search at all: segments of "
+             "--keyframe-interval frames keyed at their middles."),
+    searched("--plan-segments", "plan_segments", click.IntRange(1, 16),
+             "With --keyframe-position middle: how many segments are planned together; their "
+             "keyframes (every --keyframe-interval/8-th frame is tried) and boundaries are chosen "
+             "jointly over that many times --keyframe-interval frames, which the encoder buffers (1 = "
+             "a segment at a time, its keyframe among --keyframe-candidates frames near its middle)."
+),
+    searched("--keyframe-psnr", "keyframe_psnr", click.FloatRange(0, 100),
+             "The quality check: make a frame a keyframe when the decoder would rebuild it below this "
+             "PSNR, in dB (RGB, at the model size): scene cuts start a new keyframe. 0 = off."
+),
+    searched("--keyframe-check", "keyframe_check", click.Choice(["every", "batch"]),
+             "Which frames the quality check synthesises: every frame, or the last of each batch "
+             "(all of a batch whose last frame fails): one synthesis a batch."
+),
+    searched("--refine", "refine_steps", click.IntRange(0, 10000),
+             "Token refinement steps per frame (gradient steps through the decoder, each a forward and "
+             "backward pass; 0 = off)."),
+    searched("--adapt", "adapt_steps", click.IntRange(0, 100000),
+             "Decoder adaptation: Adam steps (batches of frames) fitting offsets to the decoder's flow "
+             "biases for each planned window, sent in the file (a few hundred bytes a window; makes a "
+             "3.0 file). Needs --keyframe-position middle. 0 = off."),
+    searched("--synthesis", "synthesis", click.Choice(SYNTHESIS),
+             "How the encoder's no-gradient syntheses (the quality check, keyframe planning) run: "
+             "fast (bfloat16 and local attention on CPU, imfcodec/fast.py) or exact (float32). "
+             "Refinement always runs in float32."),
 )
 @network_options
 @click.pass_context

@@ -19,7 +19,7 @@ import av
 import numpy as np
 
 from .errors import UserError
-from .video_io import VideoInfo, _rotation
+from .video_io import VideoInfo, _rotation, rgb_frame
 
 STDIO = "-"
 
@@ -84,11 +84,7 @@ def read_stream(path: str, max_frames: int | None = None) -> tuple[VideoInfo, It
         try:
             frame = first
             while True:
-                img = frame.to_ndarray(format="rgb24")
-                rot = _rotation(frame)
-                if rot:
-                    img = np.ascontiguousarray(np.rot90(img, k=-rot // 90))
-                yield img
+                yield rgb_frame(frame)
                 n += 1
                 if max_frames is not None and n >= max_frames:
                     return

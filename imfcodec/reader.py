@@ -62,7 +62,7 @@ class Segments:
         index, (scheme, offsets, step)) when decoder offsets do (for the frames from index on), and
         ('key', index, rgb) and ('tokens', first, array) in frame order. A segment's keyframe may come after
         frames it serves: its chunk comes first, and the frames before it follow as tokens."""
-        h, nxt = self.header, 0
+        nxt = 0
         key: tuple[int, np.ndarray] | None = None  # the current segment's keyframe, until its frame is reached
         have_key = False
         for c in self.chunks:

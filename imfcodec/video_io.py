@@ -63,6 +63,13 @@ def probe(path: str, fmt: str | None = None) -> VideoInfo:
         return VideoInfo(w, h, Fraction(fps), int(s.frames or 0))
 
 
+def rgb_frame(frame: av.VideoFrame) -> np.ndarray:
+    """A decoded frame as RGB uint8 (H, W, 3), its display rotation applied."""
+    img = frame.to_ndarray(format="rgb24")
+    rot = _rotation(frame)
+    return np.ascontiguousarray(np.rot90(img, k=-rot // 90)) if rot else img
+
+
 def read_frames(path: str, fmt: str | None = None, max_frames: int | None = None) -> Iterator[np.ndarray]:
     """Yield every frame of the first video stream as RGB uint8 (H, W, 3), rotation applied."""
     c = _open(path, format=fmt)
@@ -74,11 +81,7 @@ def read_frames(path: str, fmt: str | None = None, max_frames: int | None = None
         n = 0
         try:
             for frame in c.decode(s):
-                img = frame.to_ndarray(format="rgb24")
-                rot = _rotation(frame)
-                if rot:
-                    img = np.ascontiguousarray(np.rot90(img, k=-rot // 90))
-                yield img
+                yield rgb_frame(frame)
                 n += 1
                 if max_frames is not None and n >= max_frames:
                     return

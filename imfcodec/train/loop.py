@@ -98,11 +98,10 @@ def evaluate(model: IMF, clips: list[torch.Tensor], device: torch.device, batch:
             "floor_psnr": float(np.mean(fps_)), "floor_msssim": float(np.mean(fms))}
 
 
-def _channels_last(net: torch.nn.Module) -> None:
+def _channels_last(*nets: torch.nn.Module) -> None:
     """Channels-last weights for every plain convolution (modulated ones hold 5-D weights and stay)."""
-    for m in net.modules():
-        if isinstance(m, torch.nn.Conv2d):
-            m.to(memory_format=torch.channels_last)
+    for m in (m for net in nets for m in net.modules() if isinstance(m, torch.nn.Conv2d)):
+        m.to(memory_format=torch.channels_last)
 
 
 class Trainer:
@@ -138,14 +137,12 @@ class Trainer:
         if opt.init:
             init = load_weights(opt.init)
             self._load_init(init.model)
-        if opt.channels_last:
-            _channels_last(self.G)
         self.ema = copy.deepcopy(self.G).eval()
         for p in self.ema.parameters():
             p.requires_grad_(False)
         self.D = MultiScaleD().to(self.device)
         if opt.channels_last:
-            _channels_last(self.D)
+            _channels_last(self.G, self.D)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=opt.lr, betas=(0.5, 0.999))
         self.base_lrs = [g["lr"] for g in self.opt_g.param_groups]
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=opt.lr, betas=(0.5, 0.999))
@@ -176,7 +173,6 @@ class Trainer:
         self.G.load_state_dict(state, strict=False)
         self.init_kept = (len(state), len(own))
 
-    # ---- bookkeeping -------------------------------------------------------------------------
     @property
     def ckpt_path(self) -> str:
         return os.path.join(self.opt.out, "checkpoint.pt")
@@ -237,7 +233,6 @@ class Trainer:
         meta.update(extra or {})
         return save_weights(self.ema, path, **meta)
 
-    # ---- one step ----------------------------------------------------------------------------
     def _amp(self):
         on = self.device.type == "cuda" or self.opt.bf16
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=on)

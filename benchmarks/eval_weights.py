@@ -15,15 +15,11 @@ import argparse
 import numpy as np
 import torch
 
+from imfcodec.bench.clip import mapped_rgb
+from imfcodec.frames import to_tensor
 from imfcodec.metrics import msssim, psnr_rgb
 from imfcodec.model.weights import load_weights
 from imfcodec.train.data import find_videos
-from imfcodec.video_io import read_frames, to_model
-
-
-def clip_frames(path: str, size: int, frames: int) -> torch.Tensor:
-    imgs = [to_model(img, size, size, "crop") for img in read_frames(path, max_frames=frames)]
-    return torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() / 255
 
 
 @torch.no_grad()
@@ -52,11 +48,10 @@ def main() -> None:
     ap.add_argument("--stride", type=int, default=2)
     ap.add_argument("--keyframe-every", type=int, default=34)
     a = ap.parse_args()
-    torch.set_num_threads(torch.get_num_threads())
     for w in a.weights:
         model = load_weights(w).model
         for d in a.data:
-            rows = np.concatenate([score(model, clip_frames(v, model.cfg.size, a.frames), a.keyframe_every,
+            rows = np.concatenate([score(model, to_tensor(mapped_rgb(v, model.cfg.size, a.frames)), a.keyframe_every,
                                          a.stride) for v in find_videos([d])])
             p, m, rp, rm = rows.mean(0)
             share = float((rows[:, 0] >= rows[:, 2]).mean())

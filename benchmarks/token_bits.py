@@ -20,9 +20,10 @@ import numpy as np
 import torch
 
 from entropy import TokenCoder, make_coder
+from imfcodec.bench.clip import mapped_rgb
+from imfcodec.frames import to_tensor
 from imfcodec.metrics import msssim, psnr_rgb
 from imfcodec.model.weights import load_weights, shipped_path
-from imfcodec.video_io import read_frames, to_model
 
 SEGMENT = 34
 ZFP_RATES = (2, 3, 4, 5, 6, 7, 8)
@@ -46,8 +47,7 @@ class Point:
 
 @torch.no_grad()
 def load_clip(model, path: str, frames: int) -> Clip:
-    imgs = np.stack([to_model(f, 256, 256, "crop") for f in read_frames(path, max_frames=frames)])
-    x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255
+    x = to_tensor(mapped_rgb(path, model.cfg.size, frames))
     tokens = torch.cat([model.encode_tokens(x[i:i + 16]) for i in range(0, len(x), 16)]).numpy()
     refs = {s: model.reference(x[s:s + 1]) for s in range(0, len(x), SEGMENT)}
     return Clip(x, tokens, refs)

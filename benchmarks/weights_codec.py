@@ -16,19 +16,18 @@ import tempfile
 
 import numpy as np
 
+from imfcodec.bench.clip import mapped_rgb
 from imfcodec.codec import DecodeOptions, decode_file, encode_file, repeat_keyframes
 from imfcodec.metrics import msssim, psnr_rgb
 from imfcodec.presets import preset_options
 from imfcodec.train.data import find_videos
-from imfcodec.video_io import read_frames, to_model
 
 
 def measure(weights: str, clip: str, preset: str, frames: int, quality: int, codec: str, tmp: str) -> dict:
     out = os.path.join(tmp, "x.imf")
     res = encode_file(clip, out, preset_options(preset, weights=weights, max_frames=frames,
                                                 keyframe_quality=quality, token_codec=codec))
-    size = res.width
-    src = np.stack([to_model(img, size, size, "crop") for img in read_frames(clip, max_frames=frames)])
+    src = mapped_rgb(clip, res.width, frames)
     dec = np.stack(decode_file(out, None, DecodeOptions(weights=weights), keep_frames=True).frames_rgb)
     rep = repeat_keyframes(out)
     p, r = psnr_rgb(dec, src), psnr_rgb(rep, src)

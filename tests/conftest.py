@@ -111,3 +111,11 @@ def assert_one_line_error(p) -> str:
 
 def no_leftovers(folder) -> list[str]:
     return [f for f in os.listdir(folder) if f.startswith(".imfcodec-") or f.endswith(".part")]
+
+
+def with_version(src: Path, dst: Path, major: int) -> Path:
+    """A copy of the .imf at src whose header claims bitstream version major.0."""
+    data = bytearray(Path(src).read_bytes())
+    data[4] = major
+    dst.write_bytes(bytes(data))
+    return dst

@@ -10,6 +10,7 @@ from imfcodec import bitstream as bs
 from imfcodec.codec import DecodeOptions, EncodeOptions, decode_file, decode_tokens, encode_file, read_info
 from imfcodec.errors import BitstreamError
 from imfcodec.model import IMF, TINY
+from tests.conftest import with_version
 
 
 @pytest.mark.parametrize("scale", [0.0, 0.4, 3.0, 300.0])
@@ -168,10 +169,7 @@ def test_decoder_applies_the_offsets_and_restores_the_weights(tmp_path, adapted,
 
 def test_adpt_in_a_version_2_file_is_refused(tmp_path, adapted, tiny):
     imf, _ = adapted
-    data = bytearray(imf.read_bytes())
-    data[4] = 2
-    bad = tmp_path / "v2.imf"
-    bad.write_bytes(bytes(data))
+    bad = with_version(imf, tmp_path / "v2.imf", 2)
     with pytest.raises(BitstreamError, match="unknown chunk type"):
         decode_file(str(bad), None, dec(tiny))
 

@@ -97,7 +97,7 @@ def _stored_planes(path: str, size: int, max_frames: int | None) -> Yuv420 | Non
     return Yuv420(np.stack(out)) if out else None
 
 
-def _mapped_rgb(path: str, size: int, max_frames: int | None) -> np.ndarray:
+def mapped_rgb(path: str, size: int, max_frames: int | None) -> np.ndarray:
     """RGB frames mapped to size x size (centre crop, area resize), or cropped to even sizes when size is 0."""
     frames = []
     for img in read_frames(path, max_frames=max_frames):
@@ -116,7 +116,7 @@ def read_clip(path: str, size: int = 256, max_frames: int | None = None) -> Clip
     yuv = _stored_planes(path, size, max_frames)
     if yuv is not None:
         return Clip(name, info.fps, yuv, yuv.rgb(), True)
-    rgb = _mapped_rgb(path, size, max_frames)
+    rgb = mapped_rgb(path, size, max_frames)
     yuv = Yuv420.from_rgb(rgb)
     return Clip(name, info.fps, yuv, rgb, False)
 

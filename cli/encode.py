@@ -116,6 +116,10 @@ def by_preset(field: str) -> str:
              "How the encoder's no-gradient syntheses (the quality check, keyframe planning) run: "
              "fast (bfloat16 and local attention on CPU, imfcodec/fast.py) or exact (float32). "
              "Refinement always runs in float32."),
+    click.option("--token-guess", "token_guess", default="auto", show_default=True,
+                 help="The current frames' first tokens, before any refinement: auto (the shipped token "
+                      "guess trained for the weights, else E_T's), et (E_T's), or a guess file made by "
+                      "python -m imfcodec.train.guess. Decoding does not depend on it."),
 )
 @network_options
 @click.pass_context

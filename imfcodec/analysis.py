@@ -22,8 +22,8 @@ class Analysis:
 
     def __init__(self, model: IMF, device: torch.device, keyframe_codec: str, width: int, height: int,
                  refine_steps: int = 0, keyframe_psnr: float = 0.0, synthesis: str = "exact",
-                 keyframe_check: str = "every"):
-        self.model, self.device = model, device
+                 keyframe_check: str = "every", guess: torch.nn.Module | None = None):
+        self.model, self.device, self.guess = model, device, guess
         self.keyframe_codec, self.width, self.height = keyframe_codec, width, height
         self.refine_steps, self.keyframe_psnr = refine_steps, keyframe_psnr
         self.synth = synthesis_for(model, synthesis, device)  # no-gradient syntheses (imfcodec.fast)
@@ -38,9 +38,15 @@ class Analysis:
         img = keyframe.decode(data, self.keyframe_codec, self.width, self.height)
         return self.model.reference(self.tensor([img]))
 
+    @torch.no_grad()
+    def first_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """The first guess of frames x's tokens: the encoder's token guess when it has one, else E_T's."""
+        return self.guess(x) if self.guess is not None else self.model.encode_tokens(x)
+
     def tokens(self, x: torch.Tensor, ref: Reference | None, refine: bool = True) -> torch.Tensor:
-        """E_T's tokens for frames x, refined against ref unless refine is False or refinement is off."""
-        t = self.model.encode_tokens(x)
+        """The first guess of frames x's tokens, refined against ref unless refine is False or refinement
+        is off."""
+        t = self.first_tokens(x)
         if refine and self.refine_steps:
             t = refine_tokens(self.model, ref, x, t, self.refine_steps)
         return t

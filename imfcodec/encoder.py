@@ -23,7 +23,7 @@ from .model import IMF, Reference
 from .options import EncodeOptions
 from .pipes import is_pipe, output, read_stream
 from .ratecontrol import RateControl, Tally
-from .runtime import pick_device, resolve_model, shipped_prior_path
+from .runtime import pick_device, resolve_guess, resolve_model, shipped_prior_path
 from .video_io import RESIZE_POLICIES, probe, read_frames, to_model
 from entropy import CODEC_IDS, TokenCoder, make_coder
 
@@ -56,11 +56,12 @@ class Encoder:
     """Writes the keyframes and token chunks of a stream of frames at the model size."""
 
     def __init__(self, model: IMF, header: bs.Header, coder: TokenCoder, writer: bs.Writer, opts: EncodeOptions,
-                 device: torch.device, progress: Callable[[int], None] | None, expected: int = 0):
+                 device: torch.device, progress: Callable[[int], None] | None, expected: int = 0,
+                 guess: torch.nn.Module | None = None):
         self.model, self.header, self.coder, self.w = model, header, coder, writer
         self.opts, self.progress, self.expected = opts, progress, expected
         self.analysis = Analysis(model, device, opts.keyframe_codec, header.width, header.height,
-                                 opts.refine_steps, opts.keyframe_psnr, opts.synthesis, opts.keyframe_check)
+                                 opts.refine_steps, opts.keyframe_psnr, opts.synthesis, opts.keyframe_check, guess)
         self.plan = Planner(opts, self.analysis)
         self.tally = Tally()
         reserve = adapt.expected_bytes(model) + bs.CHUNK_OVERHEAD if opts.adapts else 0
@@ -261,6 +262,7 @@ def encode_file(src: str, dst: str, opts: EncodeOptions, progress: Progress | No
     lm = resolve_model(opts.weights, opts.dm, device, opts.allow_untrained)
     model, size = lm.model, lm.model.cfg.size
     dm = model.cfg.dm
+    guess = resolve_guess(opts.token_guess, lm, device)
     opts = opts.at_frame_rate(info.fps, size, size)
     coder = _coder(opts, dm)
     header = bs.Header(frames=0, fps=info.fps, src_width=info.width, src_height=info.height, width=size,
@@ -273,7 +275,7 @@ def encode_file(src: str, dst: str, opts: EncodeOptions, progress: Progress | No
     def code(w: bs.Writer) -> tuple[int, Encoder]:
         w.chunk(bs.HEAD, header.pack())
         enc = Encoder(model, header, coder, w, opts, device,
-                      (lambda k: progress(k, max(expected, k))) if progress else None, expected)
+                      (lambda k: progress(k, max(expected, k))) if progress else None, expected, guess)
         frames = (to_model(img, size, size, opts.resize)
                   for img in (source or read_frames(src, max_frames=opts.max_frames)))
         return enc.stream(frames) if opts.keyframe_position == "start" else enc.segments(frames), enc

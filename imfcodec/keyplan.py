@@ -3,7 +3,7 @@
 Which pose a keyframe catches matters more than how close it is: a keyframe chosen among all frames of a
 window, with segment boundaries free, rebuilds the frames better than one near the middle of each
 fixed-length segment (MODEL_CARD.md, "Keyframe planning"). The planner scores each candidate keyframe by how
-well E_T's tokens rebuild the window's frames from its decoded picture, turns those scores into segments by
+well the first tokens rebuild the window's frames from its decoded picture, turns those scores into segments by
 dynamic programming (plan), and ends a window early where a frame would be rebuilt below the keyframe PSNR
 threshold (a scene cut).
 """
@@ -133,16 +133,16 @@ class Planner:
         return out
 
     def _scores(self, frames: list[np.ndarray], sampled: list[int], refs: Coded) -> dict[int, torch.Tensor]:
-        """PSNR of each sampled frame as E_T's tokens rebuild it from each reference in refs."""
+        """PSNR of each sampled frame as its first tokens rebuild it from each reference in refs."""
         a, b = self.analysis, self.opts.batch
         batches = [a.tensor([frames[j] for j in sampled[i:i + b]]) for i in range(0, len(sampled), b)]
-        toks = [a.model.encode_tokens(x) for x in batches]
+        toks = [a.first_tokens(x) for x in batches]
         return {k: torch.cat([a.psnr(x, t, ref) for x, t in zip(batches, toks)]) for k, (_, ref) in refs.items()}
 
     def _first_low(self, frames: list[np.ndarray], segs: list[Segment], refs: Coded,
                    scores: dict[int, torch.Tensor]) -> int | None:
         """Where the window must end for no frame to be rebuilt below keyframe_psnr (None: nowhere): just
-        after the first such frame if it comes before its keyframe, just before it if after. E_T's tokens
+        after the first such frame if it comes before its keyframe, just before it if after. The first tokens
         find such frames cheaply; refinement confirms them, nearest a keyframe first."""
         o, a = self.opts, self.analysis
         for s, e, k in segs:

@@ -56,6 +56,8 @@ class EncodeOptions:
     keyframe_check: str = "every"       # frames the quality check synthesises: "every" one, or each batch's last
                                         # ("batch"; all of a batch whose last frame fails)
     synthesis: str = "exact"            # no-gradient syntheses (checks, planning): "exact" or "fast" (imfcodec.fast)
+    token_guess: str = "auto"           # the current frames' first tokens: "auto" (the shipped guess trained for
+                                        # the weights, else E_T), "et" (E_T) or a guess file (imfcodec.model.guess)
 
     @property
     def adapts(self) -> bool:

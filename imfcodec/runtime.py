@@ -10,6 +10,8 @@ from importlib import resources
 import torch
 
 from .errors import UserError
+from .model.encoders import TokenEncoder
+from .model.guess import load_guess
 from .model.weights import LoadedModel, find_shipped, load_weights, shipped_path
 
 
@@ -53,3 +55,24 @@ def shipped_priors(dm: int) -> list[str]:
         return []
     return sorted(str(p) for p in d.iterdir()
                   if p.name.startswith(f"prior-dm{dm}-") and p.name.endswith(".safetensors"))
+
+
+def shipped_guess_path(dm: int, size: int = 256) -> str:
+    """Where the encoder's token guess for the shipped weights of a token size ships."""
+    return str(resources.files("imfcodec").joinpath("weights", f"guess-dm{dm}-{size}.safetensors"))
+
+
+def resolve_guess(choice: str, lm: LoadedModel, device: torch.device) -> TokenEncoder | None:
+    """The encoder's token guess (None: E_T's tokens): for "auto", the shipped guess when it was trained
+    for these weights; "et" for none; else the file named, which must have been trained for them."""
+    if choice == "et":
+        return None
+    if choice == "auto":
+        path = shipped_guess_path(lm.model.cfg.dm, lm.model.cfg.size)
+        return load_guess(path, lm.model_id, device) if os.path.isfile(path) else None
+    if not os.path.isfile(choice):
+        raise UserError(f"token guess file not found: {choice}")
+    guess = load_guess(choice, lm.model_id, device)
+    if guess is None:
+        raise UserError(f"the token guess {choice} was trained for other weights than {lm.path}")
+    return guess

@@ -1,0 +1,86 @@
+"""The encoder's token guess: its file, one training step through the frozen decoder, and the encoder using
+it without the decoder needing it."""
+import numpy as np
+import pytest
+import torch
+
+from imfcodec.codec import decode_file, decode_tokens
+from imfcodec.encoder import encode_file
+from imfcodec.errors import UserError
+from imfcodec.model.guess import guess_from, load_guess, save_guess
+from imfcodec.model.weights import load_weights
+from imfcodec.train.guess import GuessOptions, GuessTrainer, compare
+from imfcodec.train.data import FrameCache, find_videos, load_clip
+from tests.conftest import dec_opts, enc_opts, make_clip
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("gdata")
+    make_clip(d / "a.mp4", frames=6)
+    make_clip(d / "b.mp4", frames=5, w=64, h=96)
+    return d
+
+
+def _shifted_guess(tiny, path, scale=3.0) -> None:
+    """A guess for the tiny weights that differs from their E_T (sharper heatmaps)."""
+    lm = load_weights(str(tiny))
+    g = guess_from(lm.model)
+    with torch.no_grad():
+        g.log_temp += np.log(scale)
+    save_guess(g, lm.model.cfg, lm.model_id, str(path))
+
+
+def test_guess_starts_as_et_and_round_trips(tiny, other_tiny, tmp_path):
+    lm = load_weights(str(tiny))
+    g = guess_from(lm.model)
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(g(x), lm.model.encode_tokens(x))
+    path = tmp_path / "g.safetensors"
+    save_guess(g, lm.model.cfg, lm.model_id, str(path))
+    back = load_guess(str(path), lm.model_id)
+    with torch.no_grad():
+        assert torch.equal(back(x), lm.model.encode_tokens(x))
+    assert load_guess(str(path), load_weights(str(other_tiny)).model_id) is None  # made for other weights
+    with pytest.raises(UserError, match="not an imfcodec token guess"):
+        load_guess(str(tiny), lm.model_id)  # a weights file is not a guess
+
+
+def test_one_step_trains_the_guess_only(tiny, data_dir, tmp_path):
+    torch.manual_seed(0)
+    t = GuessTrainer(GuessOptions(str(tiny), [str(data_dir)], str(tmp_path / "run"), batch=2, steps=4,
+                                  cache_dir=str(tmp_path / "cache")))
+    model_before = {k: v.clone() for k, v in t.model.state_dict().items()}
+    guess_before = {k: v.clone() for k, v in t.guess.state_dict().items()}
+    loss = t.train_step()
+    assert np.isfinite(loss)
+    assert all(torch.equal(v, model_before[k]) for k, v in t.model.state_dict().items())
+    assert any(not torch.equal(v, guess_before[k]) for k, v in t.guess.state_dict().items())
+    assert all(not p.requires_grad for p in t.model.parameters())
+
+
+def test_compare_reports_both(tiny, data_dir, tmp_path):
+    lm = load_weights(str(tiny))
+    cache = FrameCache(find_videos([str(data_dir)]), 64, str(tmp_path))
+    clips = [load_clip(cache, i) for i in range(len(cache.clips))]
+    r = compare(lm.model, guess_from(lm.model), clips)
+    assert r["et_psnr"] == pytest.approx(r["guess_psnr"]) and r["et_loss"] == pytest.approx(r["guess_loss"])
+
+
+def test_encoder_uses_the_guess_and_the_decoder_does_not_need_it(tiny, other_tiny, clip, tmp_path):
+    gpath = tmp_path / "g.safetensors"
+    _shifted_guess(tiny, gpath)
+    a, b = tmp_path / "et.imf", tmp_path / "guess.imf"
+    ra = encode_file(str(clip), str(a), enc_opts(tiny, keep_tokens=True, token_guess="et", refine_steps=0))
+    rb = encode_file(str(clip), str(b), enc_opts(tiny, keep_tokens=True, token_guess=str(gpath), refine_steps=0))
+    assert not np.allclose(ra.tokens, rb.tokens)
+    tb = decode_tokens(str(b))
+    sent = ~np.isnan(tb[:, 0])
+    assert np.array_equal(tb[sent], rb.tokens)  # the non-key frames' tokens, as the encoder coded them
+    d = decode_file(str(b), None, dec_opts(tiny), keep_frames=True)  # the plain decoder, no guess
+    assert d.frames == len(d.frames_rgb) == rb.frames
+    with pytest.raises(UserError, match="trained for other weights"):
+        encode_file(str(clip), str(tmp_path / "x.imf"), enc_opts(other_tiny, token_guess=str(gpath)))
+    with pytest.raises(UserError, match="not found"):
+        encode_file(str(clip), str(tmp_path / "y.imf"), enc_opts(tiny, token_guess=str(tmp_path / "none")))

@@ -46,5 +46,10 @@ class TokenCoder(ABC):
         """The exact bytes a chunk of n tokens takes, when that depends on n alone (a fixed rate); else None."""
         return None
 
+    def expected_bits(self) -> float:
+        """Bits a token value is expected to take before any chunk has been coded: where a rate control
+        starts until it has measured the file's own (a byte; coders that know better say so)."""
+        return 8.0
+
     def reset(self) -> None:
         """Forget the context (called at every keyframe)."""

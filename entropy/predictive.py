@@ -91,6 +91,11 @@ class PredictiveCoder(TokenCoder):
     def params(self) -> bytes:
         return PARAMS.pack(VERSION, self.qstep, self.momentum, self.first_j)
 
+    def expected_bits(self) -> float:
+        """About 2 bits a value at the default step on held-out talking heads (benchmarks/token_bits.md),
+        a bit more for each halving of the step."""
+        return max(0.5, 2.0 + math.log2(DEFAULT_QSTEP / self.qstep))
+
     def reset(self) -> None:
         self._hist: list[np.ndarray] = []          # the last two decoded q of the segment, newest last
         self._scale = np.full(self.dm, INIT_SCALE, np.int64)

@@ -111,12 +111,19 @@ class Encoder:
         first = last_key = 0
         ref: Reference | None = None    # the latest keyframe's
 
-        def key(n: int, x: np.ndarray) -> None:
-            nonlocal last_key, ref
+        def key(n: int, x: np.ndarray, refresh: bool = False) -> bool:
+            """Make frame n a keyframe; a refresh (one the interval asks for, not the quality check) the
+            rate cap cannot pay for even at the codec's highest CRF is put off instead (False)."""
+            nonlocal last_key, ref, retry
+            frames, runs = serves(n), self.runs(0, serves(n) - 1)
+            (data,) = self.rate.intra([x], frames, runs)
+            if refresh and not self.rate.affordable([data], frames, runs):
+                retry = n + max(1, o.keyframe_interval // 4)
+                return False
             last_key = n
-            (data,) = self.rate.intra([x], serves(), self.runs(0, serves() - 1))
             ref = self.reference(data)
             self.put_keyframe(n, data)
+            return True
 
         def flush() -> None:
             nonlocal pending, first
@@ -133,25 +140,23 @@ class Encoder:
                     i += len(x)
                     continue
                 self.put_tokens(first, toks)
-                key(first + i + j, pending[i + j])
+                key(first + i + j, pending[i + j])  # the quality check's: never put off
                 first, pending, toks, i = last_key + 1, pending[i + j + 1:], [], 0
             self.put_tokens(first, toks)
             pending = []
 
-        def serves() -> int:  # frames until the next keyframe falls due (or the expected end)
-            left = max(1, self.expected - last_key)
+        def serves(n: int) -> int:  # frames a keyframe at n serves until the next falls due (or the end)
+            left = max(1, self.expected - n)
             return min(o.keyframe_interval, left) if o.keyframe_interval else left
 
         def keyframe_due(n: int) -> bool:
-            return n == 0 or (o.keyframe_interval > 0 and n - last_key >= o.keyframe_interval)
+            return n == 0 or (o.keyframe_interval > 0 and n - last_key >= o.keyframe_interval and n >= retry)
 
-        n = 0
+        n = retry = 0
         for x in frames:
             if keyframe_due(n):
                 flush()  # may turn a pending frame into a keyframe, which moves last_key
-            if keyframe_due(n):
-                key(n, x)
-            else:
+            if not (keyframe_due(n) and key(n, x, refresh=n > 0)):
                 if not pending:
                     first = n
                 pending.append(x)

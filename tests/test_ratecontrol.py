@@ -8,7 +8,7 @@ import pytest
 from imfcodec.codec import encode_file
 from imfcodec.video_io import probe
 
-from tests.conftest import enc_opts
+from tests.conftest import enc_opts, keyframe_indices
 
 
 @pytest.fixture
@@ -19,11 +19,12 @@ def rate_run(tmp_path, clip, tiny):
         r = encode_file(str(clip), str(out), enc_opts(tiny, keyframe_interval=5, keyframe_position=position,
                                                       refine_steps=0, **kw))
         return r, out.read_bytes()
+    run.path = lambda name: tmp_path / name
     return run
 
 
 @pytest.mark.parametrize("position", ["middle", "start"])
-def test_rate_cap_raises_keyframe_crf_only_when_needed(rate_run, position):
+def test_rate_cap_raises_keyframe_crf_only_when_needed(rate_run, position, tmp_path):
     run = functools.partial(rate_run, position=position)
     (free, data), (smallest, _) = run("free.imf"), run("q63.imf", keyframe_quality=63)
     assert run("loose.imf", max_bpp=free.bpp_total * 1.05)[1] == data  # a cap that does not bind changes nothing
@@ -32,7 +33,11 @@ def test_rate_cap_raises_keyframe_crf_only_when_needed(rate_run, position):
     assert capped.bpp_total <= cap and capped.bytes_tokens == free.bytes_tokens
     assert free.bytes_keyframe > capped.bytes_keyframe > smallest.bytes_keyframe
     hopeless, _ = run("hopeless.imf", max_bpp=smallest.bpp_total / 2)  # beyond reach: the codec's smallest
-    assert hopeless.bytes_keyframe == smallest.bytes_keyframe
+    if position == "middle":
+        assert hopeless.bytes_keyframe == smallest.bytes_keyframe
+    else:  # low delay puts off the refreshes the cap cannot pay for: the first keyframe alone, at CRF 63
+        assert keyframe_indices(tmp_path / "hopeless.imf") == [0] == keyframe_indices(tmp_path / "q63.imf")[:1]
+        assert hopeless.bytes_keyframe < smallest.bytes_keyframe
 
 
 @pytest.mark.parametrize("position", ["middle", "start"])
@@ -62,3 +67,18 @@ def test_bitrate_is_a_rate_target_within_budget(rate_run, clip):
         if k == 1:
             assert run("bpp.imf", target_bpp=bitrate / (fps * pix))[1] == data
     assert keys == sorted(set(keys))  # each higher bitrate buys better keyframes
+
+
+def test_bitrate_with_predictive_tokens_in_low_delay(rate_run, clip):
+    """Tokens whose size is known only once coded (the predictive coder), frames coded as they arrive: files
+    at three bitrates each stay within bitrate x duration, refreshes put off where the budget cannot pay."""
+    run = functools.partial(rate_run, position="start", token_codec="predictive")
+    (free, _), (least, _) = run("free.imf"), run("one.imf", max_bpp=1e-6)  # hopeless: the first keyframe alone, at CRF 63
+    fps, pix = float(probe(str(clip)).fps), free.width * free.height
+    keys = []
+    for k, bpp in enumerate(np.linspace(least.bpp_total * 1.05, free.bpp_total * 1.1, 3)):
+        bitrate = round(bpp * fps * pix)
+        r, data = run(f"p{k}.imf", bitrate=float(bitrate))
+        assert r.bytes_total * 8 <= bitrate * r.frames / fps
+        keys.append(len(keyframe_indices(rate_run.path(f"p{k}.imf"))))
+    assert keys[0] < keys[-1]  # the lowest rate affords fewer refreshes

@@ -39,14 +39,17 @@ class Analysis:
         return self.model.reference(self.tensor([img]))
 
     @torch.no_grad()
-    def first_tokens(self, x: torch.Tensor) -> torch.Tensor:
-        """The first guess of frames x's tokens: the encoder's token guess when it has one, else E_T's."""
-        return self.guess(x) if self.guess is not None else self.model.encode_tokens(x)
+    def first_tokens(self, x: torch.Tensor, ref: Reference | None) -> torch.Tensor:
+        """The first guess of frames x's tokens against ref: the encoder's token guess when it has one (and
+        a reference), else E_T's."""
+        if self.guess is not None and ref is not None:
+            return self.guess(x, ref.image)
+        return self.model.encode_tokens(x)
 
     def tokens(self, x: torch.Tensor, ref: Reference | None, refine: bool = True) -> torch.Tensor:
         """The first guess of frames x's tokens, refined against ref unless refine is False or refinement
         is off."""
-        t = self.first_tokens(x)
+        t = self.first_tokens(x, ref)
         if refine and self.refine_steps:
             t = refine_tokens(self.model, ref, x, t, self.refine_steps)
         return t

@@ -76,7 +76,8 @@ class Encoder:
 
     def reference(self, data: bytes) -> Reference | None:
         """What the decoder will derive from keyframe data, when anything measures against it."""
-        return self.analysis.reference(data) if self.opts.needs_reference else None
+        needed = self.opts.needs_reference or self.analysis.guess is not None  # the guess reads the keyframe
+        return self.analysis.reference(data) if needed else None
 
     def runs(self, before: int, after: int) -> list[int]:
         """The sizes of the token chunks of a segment with before and after frames around its keyframe."""

@@ -136,8 +136,8 @@ class Planner:
         """PSNR of each sampled frame as its first tokens rebuild it from each reference in refs."""
         a, b = self.analysis, self.opts.batch
         batches = [a.tensor([frames[j] for j in sampled[i:i + b]]) for i in range(0, len(sampled), b)]
-        toks = [a.first_tokens(x) for x in batches]
-        return {k: torch.cat([a.psnr(x, t, ref) for x, t in zip(batches, toks)]) for k, (_, ref) in refs.items()}
+        return {k: torch.cat([a.psnr(x, a.first_tokens(x, ref), ref) for x in batches])
+                for k, (_, ref) in refs.items()}
 
     def _first_low(self, frames: list[np.ndarray], segs: list[Segment], refs: Coded,
                    scores: dict[int, torch.Tensor]) -> int | None:

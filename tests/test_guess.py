@@ -27,21 +27,24 @@ def _shifted_guess(tiny, path, scale=3.0) -> None:
     lm = load_weights(str(tiny))
     g = guess_from(lm.model)
     with torch.no_grad():
-        g.log_temp += np.log(scale)
+        g.et.log_temp += np.log(scale)
     save_guess(g, lm.model.cfg, lm.model_id, str(path))
 
 
 def test_guess_starts_as_et_and_round_trips(tiny, other_tiny, tmp_path):
+    """An untrained guess is E_T whatever the keyframe (its stem on the keyframe starts at zero)."""
     lm = load_weights(str(tiny))
     g = guess_from(lm.model)
-    x = torch.rand(2, 3, 64, 64)
+    x, ref = torch.rand(2, 3, 64, 64), torch.rand(1, 3, 64, 64)
     with torch.no_grad():
-        assert torch.equal(g(x), lm.model.encode_tokens(x))
+        assert torch.equal(g(x, ref), lm.model.encode_tokens(x))
     path = tmp_path / "g.safetensors"
+    with torch.no_grad():
+        g.ref_stem.weight.normal_()
     save_guess(g, lm.model.cfg, lm.model_id, str(path))
     back = load_guess(str(path), lm.model_id)
     with torch.no_grad():
-        assert torch.equal(back(x), lm.model.encode_tokens(x))
+        assert torch.equal(back(x, ref), g(x, ref)) and not torch.equal(back(x, ref), back(x, 1 - ref))
     assert load_guess(str(path), load_weights(str(other_tiny)).model_id) is None  # made for other weights
     with pytest.raises(UserError, match="not an imfcodec token guess"):
         load_guess(str(tiny), lm.model_id)  # a weights file is not a guess

@@ -22,7 +22,8 @@ class Reference:
     keys8: torch.Tensor     # (B, N8, attn_dim)
     keys16: torch.Tensor    # (B, N16, attn_dim)
     feats: list[torch.Tensor]  # E_F's maps at 1/2 .. 1/16 (warped per frame when the model has a flow)
-    image: torch.Tensor | None = None  # the reference frame itself, for the pixel path
+    image: torch.Tensor | None = None  # the reference frame itself (the pixel path shows it; the encoder's
+                                       # token guess reads it)
 
 
 class IMF(nn.Module):
@@ -51,7 +52,7 @@ class IMF(nn.Module):
         token = self.token_encoder(frame)
         m8, m16 = self.token_decoder(token)
         return Reference(token=token, keys8=self.align8.keys(m8), keys16=self.align16.keys(m16), feats=feats,
-                         image=frame if self.cfg.pixel_path else None)
+                         image=frame)
 
     def synthesize(self, tokens: torch.Tensor, ref: Reference,
                    return_attention: bool = False) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:

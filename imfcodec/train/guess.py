@@ -22,8 +22,7 @@ import torch
 
 from ..metrics import msssim, psnr_rgb
 from ..model import IMF
-from ..model.encoders import TokenEncoder
-from ..model.guess import guess_from, save_guess
+from ..model.guess import TokenGuess, guess_from, save_guess
 from ..model.weights import load_weights
 from ..refine import cosine, frozen, mse_msssim
 from .data import FrameCache, PairSampler, find_videos, load_clip
@@ -49,7 +48,7 @@ class GuessOptions:
 
 
 @torch.no_grad()
-def compare(model: IMF, guess: TokenEncoder, clips: list[torch.Tensor], batch: int = 8) -> dict:
+def compare(model: IMF, guess: TokenGuess, clips: list[torch.Tensor], batch: int = 8) -> dict:
     """Mean PSNR, MS-SSIM and refinement loss over frames 1.. of each clip (frame 0 the reference), with
     E_T's tokens (``et_*``) and the guess's (``guess_*``)."""
     guess.eval()
@@ -57,7 +56,7 @@ def compare(model: IMF, guess: TokenEncoder, clips: list[torch.Tensor], batch: i
     for frames in clips:
         ref = model.reference(frames[:1])
         target = frames[1:]
-        for name, enc in (("et", model.token_encoder), ("guess", guess)):
+        for name, enc in (("et", lambda x: model.token_encoder(x)), ("guess", lambda x: guess(x, frames[:1]))):
             out = torch.cat([model.synthesize(enc(target[i:i + batch]), ref).clamp(0, 1)
                              for i in range(0, len(target), batch)])
             rows.setdefault(f"{name}_psnr", []).append(float(psnr_rgb(out, target).mean()))
@@ -126,7 +125,7 @@ class GuessTrainer:
             ref = self.model.reference(ref_frames)
         with frozen(self.model, list(self.guess.parameters())):
             with amp:  # the loss itself in float32: MS-SSIM's powers overflow in bfloat16
-                out = self.model.synthesize(self.guess(cur), ref).float()
+                out = self.model.synthesize(self.guess(cur, ref_frames), ref).float()
             loss = mse_msssim(out, cur).mean()
             self.adam.zero_grad(set_to_none=True)
             loss.backward()

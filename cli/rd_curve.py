@@ -6,6 +6,7 @@ import click
 from imfcodec.bench.anchors import ANCHORS
 from imfcodec.bench.runner import Job, run
 from imfcodec.errors import UserError
+from imfcodec.options import parse_bitrate
 
 from .common import console, run_guarded
 
@@ -43,6 +44,9 @@ def _items(value: str, kind: type, option: str) -> list:
               help="imfcodec's rate cap (encode --max-bpp), in bits per pixel; 0 = off.")
 @click.option("--target-bpp", type=float, default=0, show_default=True, metavar="BPP",
               help="imfcodec's rate target (encode --target-bpp), in bits per pixel; 0 = off.")
+@click.option("--bitrates", default="", metavar="RATE,...",
+              help="A ladder of imfcodec rate targets (encode --bitrate), e.g. 1k,2k,3k,5k,8k,12k,16k: one point "
+              "each, in place of the --rates or --qsteps sweep.")
 @click.option("--anchors", default=",".join(ANCHORS), show_default=True, metavar="NAME,...",
               help="Standard codecs encoded live (low delay, CRF sweep to their lowest rate); 'none' for none.")
 @click.option("--vtm", multiple=True, metavar="PATH", help="A VTM bitstream (.bin, .266, .vvc) or a folder of "
@@ -61,7 +65,8 @@ def _items(value: str, kind: type, option: str) -> list:
 @click.option("--size", type=int, default=256, show_default=True, metavar="PIXELS",
               help="Reference frames are PIXELS x PIXELS (centre crop, area resize; sources already that size "
               "and 4:2:0 are used as stored); 0 keeps each source's size.")
-def rd_curve(src, outdir, dm, token_codec, rates, qsteps, preset, refine, max_bpp, target_bpp, anchors, vtm, vtm_encoder,
+def rd_curve(src, outdir, dm, token_codec, rates, qsteps, preset, refine, max_bpp, target_bpp, bitrates, anchors, vtm,
+             vtm_encoder,
              vtm_cfg, vtm_qp, dcvc_dc, dcvc_dc_frames, frames, size):
     """Measure rate (bpp) against quality (PSNR-RGB, PSNR-Y, MS-SSIM, LPIPS when available) for imfcodec
     and the anchors on SRC clips, with BD-rates, plots and a report."""
@@ -71,6 +76,7 @@ def rd_curve(src, outdir, dm, token_codec, rates, qsteps, preset, refine, max_bp
                    dms=_items(dm, int, "--dm"), token_codecs=_items(token_codec, str, "--token-codec"),
                    rates=_items(rates, float, "--rates"), qsteps=_items(qsteps, float, "--qsteps"),
                    refine=_items(refine, int, "--refine"), preset=preset, max_bpp=max_bpp, target_bpp=target_bpp,
+                   bitrates=[parse_bitrate(b) for b in _items(bitrates, str, "--bitrates")],
                    vtm=list(vtm), vtm_encoder=vtm_encoder, vtm_cfg=vtm_cfg,
                    vtm_qps=_items(vtm_qp, int, "--vtm-qp"), dcvc=list(dcvc_dc), dcvc_frames=dcvc_dc_frames)
 

@@ -20,7 +20,7 @@ from .conftest import make_clip
 
 
 COLUMNS = ["method", "source", "setting", "frames", "bpp_total", "bpp_tokens", "psnr_rgb", "psnr_y", "msssim",
-           "lpips", "encode_fps", "decode_fps"]
+           "lpips", "encode_fps", "decode_fps", "kbps"]
 
 
 @dataclass
@@ -36,6 +36,7 @@ class EncodeOptions:
     keyframe_quality: int = 32
     max_bpp: float = 0.0
     target_bpp: float = 0.0
+    bitrate: float = 0.0
 
 
 @dataclass
@@ -48,9 +49,10 @@ def fake_codec() -> types.ModuleType:
     made = {}
 
     def encode_file(src, dst, opts, progress=None):
+        rate = opts.bitrate / 1000 if opts.bitrate else opts.zfp_rate  # a bitrate in kbit/s stands for a rate
         with open(dst, "wb") as f:
-            f.write(bytes(200 + int(opts.dm * opts.zfp_rate * 4 / 8)))  # a keyframe, then 4 tokens
-        made[dst] = (src, opts.zfp_rate)
+            f.write(bytes(200 + int(opts.dm * rate * 4 / 8)))  # a keyframe, then 4 tokens
+        made[dst] = (src, rate)
 
     def decode_file(src, dst, opts, progress=None):
         source, rate = made[src]
@@ -167,6 +169,23 @@ def test_each_refine_setting_is_its_own_curve(tmp_path, monkeypatch):
 def test_rate_cap_or_target_reaches_the_encoder_and_names_the_curve(tmp_path, monkeypatch, field, option, name):
     methods, seen = imfcodec_curves(tmp_path, monkeypatch, field, "--rates", "4", option, "0.01")
     assert methods == [f"imfcodec dm32 zfp {name} 0.01 bpp"] and seen == [0.01]
+
+
+def test_bitrate_ladder_gives_a_curve_with_bd_rates(tmp_path, monkeypatch):
+    """--bitrates: one point per rate target, each reaching the encoder, plotted against kbit/s, and a curve
+    that overlaps an anchor's has BD-rate rows."""
+    methods, seen = imfcodec_curves(tmp_path, monkeypatch, "bitrate", "--bitrates", "2k,4k,8k,16k",
+                                    "--anchors", "x264")
+    assert methods == ["imfcodec dm32 zfp"] * 4 and seen == [2000.0, 4000.0, 8000.0, 16000.0]
+    with open(tmp_path / "out" / "points.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r["method"] == "imfcodec dm32 zfp"]
+    assert [r["setting"] for r in rows] == ["2 kbit/s", "4 kbit/s", "8 kbit/s", "16 kbit/s"]
+    fps = 30000 / 1001  # the test clip's
+    assert all(float(r["kbps"]) == pytest.approx(float(r["bpp_total"]) * 64 * 64 * fps / 1000) for r in rows)
+    with open(tmp_path / "out" / "bd_rate.csv") as f:
+        bd = [r for r in csv.DictReader(f) if r["anchor"] == "x264" and r["bd_rate_percent"]]
+    assert {r["metric"] for r in bd} >= {"psnr_rgb", "msssim"}
+    assert (tmp_path / "out" / "rd_psnr_rgb_kbps.png").stat().st_size > 0
 
 
 @pytest.mark.parametrize("args, message", [

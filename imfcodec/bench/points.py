@@ -35,6 +35,7 @@ class Point:
     lpips: float = NAN
     encode_fps: float = NAN
     decode_fps: float = NAN
+    kbps: float = NAN  # every bit over the clip's duration at its frame rate, in kbit/s
 
 
 COLUMNS = tuple(f.name for f in fields(Point))
@@ -104,7 +105,7 @@ def measure(clip: Clip, decoded: Yuv420 | np.ndarray, bits: float, method: str, 
     return Point(method, clip.name, setting, n, bits / (n * clip.width * clip.height), bpp_tokens,
                  float(_chunked(metrics.psnr_rgb, ref, rgb).mean()), float(psnr_y.mean()),
                  float(_chunked(metrics.msssim, ref, rgb).mean()), float(lp),
-                 _fps(n, enc_seconds), _fps(n, dec_seconds))
+                 _fps(n, enc_seconds), _fps(n, dec_seconds), bits * float(clip.fps) / n / 1000)
 
 
 def curve_key(p: Point) -> str:

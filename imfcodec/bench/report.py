@@ -55,7 +55,8 @@ def bd_table(points: list[Point]) -> list[BdRow]:
     return rows
 
 
-MEAN_FIELDS = ("bpp_total", "bpp_tokens", "psnr_rgb", "psnr_y", "msssim", "lpips", "encode_fps", "decode_fps")
+MEAN_FIELDS = ("bpp_total", "bpp_tokens", "psnr_rgb", "psnr_y", "msssim", "lpips", "encode_fps", "decode_fps",
+               "kbps")
 
 
 def means(points: list[Point]) -> list[list]:
@@ -114,7 +115,7 @@ def write_report(path: str, points: list[Point], bd: list[BdRow], checks: list[C
     out += ["## Means over sources", "", "Every method and setting that all sources have: the mean of the "
             "per-source values below.", ""]
     out += _table(["method", "setting", "sources", "bpp_total", "bpp_tokens", "PSNR-RGB", "PSNR-Y", "MS-SSIM",
-                   "LPIPS", "enc fps", "dec fps"], means(points))
+                   "LPIPS", "enc fps", "dec fps", "kbit/s"], means(points))
     overlap = [r for r in bd if not math.isnan(r.percent)]
     out += ["", "## BD-rate", "", "Bits (bpp_total) an imfcodec curve needs against each other method at equal "
             "quality, over the quality range both cover; negative means fewer bits."
@@ -127,7 +128,7 @@ def write_report(path: str, points: list[Point], bd: list[BdRow], checks: list[C
     out += ["", "## Points", "", "bpp_total counts every bit (keyframes, headers); bpp_tokens only imfcodec's "
             "tokens. Scores are means of per-frame scores.", ""]
     out += _table(["method", "source", "setting", "frames", "bpp_total", "bpp_tokens", "PSNR-RGB", "PSNR-Y",
-                   "MS-SSIM", "LPIPS", "enc fps", "dec fps"], [list(astuple(p)) for p in points])
+                   "MS-SSIM", "LPIPS", "enc fps", "dec fps", "kbit/s"], [list(astuple(p)) for p in points])
     if checks:
         out += ["", "## VTM cross-check", "",
                 "bpp from the file size against the encoder log's bitrate, and Y-PSNR three ways: the log's, "

@@ -40,6 +40,7 @@ class Job:
     preset: str | None = None  # the encoder's preset (imfcodec.presets; None: EncodeOptions' defaults, archive)
     max_bpp: float = 0.0  # the encoder's rate cap (0: off)
     target_bpp: float = 0.0  # the encoder's rate target (0: off)
+    bitrates: list[float] = field(default_factory=list)  # a ladder of rate targets, bits per second: one point each
     vtm: list[str] = field(default_factory=list)  # bitstreams or folders of them
     vtm_encoder: str | None = None
     vtm_cfg: str | None = None
@@ -168,7 +169,9 @@ def _imfcodec_steps(run: _Run) -> tuple[list[Step], list[Point]]:
             missing.append(Point(method, "", f"missing: {reason}", 0, NAN))
             run.notes.append(f"{method}: missing ({reason})")
             continue
-        for v in (job.rates if tc == "zfp" else job.qsteps or [None]):
+        ladder = [("bitrate", b) for b in job.bitrates] or \
+            [("zfp_rate" if tc == "zfp" else "qstep", v) for v in (job.rates if tc == "zfp" else job.qsteps or [None])]
+        for field_, v in ladder:
             options = {"dm": dm, "weights": weights, "token_codec": tc}
             if r is not None:
                 options["refine_steps"] = r
@@ -179,8 +182,8 @@ def _imfcodec_steps(run: _Run) -> tuple[list[Step], list[Point]]:
             if v is None:
                 setting = "qstep default"
             else:
-                options["zfp_rate" if tc == "zfp" else "qstep"] = v
-                setting = f"{'rate' if tc == 'zfp' else 'qstep'} {v:g}"
+                options[field_] = v
+                setting = {"bitrate": f"{v / 1000:g} kbit/s", "zfp_rate": f"rate {v:g}"}.get(field_, f"qstep {v:g}")
             steps += [(f"{method} {setting} · {n}", lambda n=n, m=method, s=setting, o=options:
                        run.imfcodec(codec, n, m, s, o)) for n in run.names]
     if job.dms and codec and job.size:
@@ -207,6 +210,8 @@ def _check(job: Job) -> None:
         raise UserError("--max-bpp and --target-bpp must be >= 0")
     if job.max_bpp and job.target_bpp:
         raise UserError("give --max-bpp or --target-bpp, not both")
+    if job.bitrates and (job.max_bpp or job.target_bpp):
+        raise UserError("--bitrates is a ladder of rate targets: give it, --max-bpp or --target-bpp, not two")
     for s in job.sources:
         probe(s)  # a missing or unreadable source fails here, before any work
     names = [Path(s).stem for s in job.sources]
@@ -279,6 +284,6 @@ def run(job: Job, console: Console | None = None, quiet: bool = False) -> Outcom
     files = [os.path.join(out, "points.csv"), os.path.join(out, "bd_rate.csv"), os.path.join(out, "report.md")]
     report.write_points(points, files[0])
     report.write_bd(bd, files[1])
-    figures = [p for m in METRICS for p in plots.plot_metric(points, m, out)]
+    figures = [p for m in METRICS for rate in plots.RATES for p in plots.plot_metric(points, m, out, rate)]
     report.write_report(files[2], points, bd, state.checks, state.notes, figures, _context(state))
     return Outcome(points, bd, state.checks, state.notes, files + figures)

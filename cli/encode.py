@@ -57,7 +57,9 @@ def by_preset(field: str) -> str:
     click.option("--resize", type=click.Choice(["crop", "stretch", "pad"]), default="crop", show_default=True,
                  help="How frames map to the model's square size: centre crop, stretch, or letterbox."),
     click.option("--keyframe-codec", type=click.Choice(keyframe.CODECS), default=keyframe.DEFAULT_CODEC,
-                 show_default=True, help="Intra codec of the keyframes."),
+                 show_default=True, help="Codec of the keyframes: intra pictures (av1, hevc, png), or hevc-inter, "
+                 "one HEVC stream in which a refresh is predicted from the keyframe before it (low delay only; "
+                 "its CRF scale is HEVC's: about 30 for --keyframe-quality)."),
     click.option("--keyframe-quality", type=click.IntRange(0, 63), default=keyframe.DEFAULT_QUALITY,
                  show_default=True, help="Keyframe CRF (lower = better, more bytes)."),
     click.option("--max-bpp", type=click.FloatRange(min=0), default=0, show_default=True,
@@ -74,6 +76,9 @@ def by_preset(field: str) -> str:
                       "--target-bpp at bitrate / (fps x coded width x coded height)."),
     click.option("--frames", "max_frames", type=click.IntRange(min=1), default=None,
                  help="Encode at most this many frames."),
+    click.option("--intra-every", "intra_every", type=click.IntRange(1, 1000), default=keyframe.DEFAULT_INTRA_EVERY,
+                 show_default=True, help="With --keyframe-codec hevc-inter: an intra (IDR) keyframe, a point "
+                 "decoding can start from, every this many keyframes."),
 )
 @grouped(
     "Advanced: the encoder's search (set by --preset)",

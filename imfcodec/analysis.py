@@ -28,14 +28,16 @@ class Analysis:
         self.refine_steps, self.keyframe_psnr = refine_steps, keyframe_psnr
         self.synth = synthesis_for(model, synthesis, device)  # no-gradient syntheses (imfcodec.fast)
         self.keyframe_check = keyframe_check
+        self.keys = keyframe.Decoder(keyframe_codec, width, height)  # the decoder's twin, in file order
 
     def tensor(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
         """Frames as a model input on the encoder's device."""
         return to_tensor(frames, self.device)
 
     def reference(self, data: bytes) -> Reference:
-        """What the decoder derives from keyframe data: its decoded picture's features and token."""
-        img = keyframe.decode(data, self.keyframe_codec, self.width, self.height)
+        """What the decoder derives from keyframe data: its decoded picture's features and token. Data of a
+        codec whose pictures decode only in order must come in file order, each once."""
+        img = self.keys.decode(data)
         return self.model.reference(self.tensor([img]))
 
     @torch.no_grad()

@@ -27,7 +27,8 @@ MAGIC = b"IMFC"
 VERSION = (2, 0)        # what files without decoder adaptation are written as, so 2.x decoders read them
 ADAPT_VERSION = (3, 0)  # files with ADPT chunks
 STREAM_VERSION = (4, 0)  # streams written to a pipe: the header's frame count may be unknown, END holds it
-READS = (1, 2, 3, 4)  # major versions this decoder reads: each adds to the one before (bitstream_spec.md)
+INTER_VERSION = (5, 0)  # files whose keyframes are one inter-coded stream (keyframe codec hevc-inter)
+READS = (1, 2, 3, 4, 5)  # major versions this decoder reads: each adds to the one before (bitstream_spec.md)
 UNKNOWN_FRAMES = 0xFFFFFFFF  # a 4.x header's frame count when the stream's length was not known
 HEAD, KEYF, TOKN, ADPT, END = b"HEAD", b"KEYF", b"TOKN", b"ADPT", b"END "
 CHUNK_TYPES = (HEAD, KEYF, TOKN, ADPT, END)
@@ -35,7 +36,8 @@ MAX_CHUNK = 1 << 28       # 256 MiB: no legitimate chunk is larger
 MAX_DIM = 16384
 MAX_FRAMES = 1 << 30
 
-KEYFRAME_CODECS = {"hevc": 0, "av1": 1, "png": 2}
+KEYFRAME_CODECS = {"hevc": 0, "av1": 1, "png": 2, "hevc-inter": 3}
+INTER_CODECS = (3,)  # keyframe codec ids whose pictures decode only in order, from 5.x on
 #: Decoder adaptation schemes (which parameters an ADPT chunk's offsets go to): 1 = the flow MLP's biases.
 ADAPT_FLOW_BIASES = 1
 ADAPT_SCHEMES = (ADAPT_FLOW_BIASES,)
@@ -187,7 +189,7 @@ class Writer:
         return self.pos
 
     def close(self, frames: int = 0) -> None:
-        """The END chunk: empty before 4.x, the file's frame count from 4.x on."""
+        """The END chunk: empty before 4.x, the file's frame count from 4.x on (rewritten files pass it)."""
         self.chunk(END, pack_end(frames) if self.version[0] >= STREAM_VERSION[0] else b"")
 
 

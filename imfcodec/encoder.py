@@ -14,7 +14,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from . import adapt, bitstream as bs
+from . import adapt, bitstream as bs, keyframe
 from .analysis import Analysis
 from .errors import UserError
 from .files import atomic_output, refuse_overwrite
@@ -65,7 +65,8 @@ class Encoder:
         self.plan = Planner(opts, self.analysis)
         self.tally = Tally()
         reserve = adapt.expected_bytes(model) + bs.CHUNK_OVERHEAD if opts.adapts else 0
-        self.rate = RateControl(opts, header, coder, writer, self.tally, expected, reserve)
+        self.keys = keyframe.Encoder(opts.keyframe_codec, opts.intra_every)
+        self.rate = RateControl(opts, header, coder, writer, self.tally, expected, reserve, self.keys)
         self.kept: list[np.ndarray] = []
 
     def advance(self, k: int) -> None:
@@ -76,7 +77,9 @@ class Encoder:
 
     def reference(self, data: bytes) -> Reference | None:
         """What the decoder will derive from keyframe data, when anything measures against it."""
-        needed = self.opts.needs_reference or self.analysis.guess is not None  # the guess reads the keyframe
+        # the guess reads the keyframe; keyframes that decode only in order must all pass the encoder's decoder
+        needed = self.opts.needs_reference or self.analysis.guess is not None or \
+            self.opts.keyframe_codec == keyframe.INTER
         return self.analysis.reference(data) if needed else None
 
     def runs(self, before: int, after: int) -> list[int]:
@@ -116,11 +119,14 @@ class Encoder:
             """Make frame n a keyframe; a refresh (one the interval asks for, not the quality check) the
             rate cap cannot pay for even at the codec's highest CRF is put off instead (False)."""
             nonlocal last_key, ref, retry
-            frames, runs = serves(n), self.runs(0, serves(n) - 1)
-            (data,) = self.rate.intra([x], frames, runs)
-            if refresh and not self.rate.affordable([data], frames, runs):
-                retry = n + max(1, o.keyframe_interval // 4)
-                return False
+            q = o.keyframe_quality
+            if o.cap_bpp:  # a trial first: hevc-inter's refreshes cannot be taken back once coded
+                frames, runs = serves(n), self.runs(0, serves(n) - 1)
+                (trial,), q = self.rate.intra([x], frames, runs)
+                if refresh and not self.rate.affordable([trial], frames, runs):
+                    retry = n + max(1, o.keyframe_interval // 4)
+                    return False
+            data = self.keys.commit(x, q)
             last_key = n
             ref = self.reference(data)
             self.put_keyframe(n, data)
@@ -190,7 +196,7 @@ class Encoder:
         segs, refs = self.plan(frames)
         runs = [n for s, e, k in segs for n in self.runs(k - s, e - k - 1)]
         coded = [refs[k][0] for _, _, k in segs] if all(k in refs for _, _, k in segs) else None
-        keys = self.rate.intra([frames[k] for _, _, k in segs], segs[-1][1], runs, coded)  # one cap for all
+        keys, _ = self.rate.intra([frames[k] for _, _, k in segs], segs[-1][1], runs, coded)  # one cap for all
         coded_segs = []
         for (s, e, k), data in zip(segs, keys):
             ref = refs[k][1] if k in refs and refs[k][0] == data else self.reference(data)
@@ -286,20 +292,21 @@ def encode_file(src: str, dst: str, opts: EncodeOptions, progress: Progress | No
                   for img in (source or read_frames(src, max_frames=opts.max_frames)))
         return enc.stream(frames) if opts.keyframe_position == "start" else enc.segments(frames), enc
 
+    inter = opts.keyframe_codec == keyframe.INTER
     if pipe_out:
         header.frames = bs.UNKNOWN_FRAMES
         with output(dst) as f:
-            w = bs.Writer(f, bs.STREAM_VERSION, stream=True)
+            w = bs.Writer(f, bs.INTER_VERSION if inter else bs.STREAM_VERSION, stream=True)
             n, enc = code(w)
             w.close(n)
         total = w.tell()
     else:
         with atomic_output(dst) as tmp, open(tmp, "wb") as f:
-            w = bs.Writer(f, bs.ADAPT_VERSION if opts.adapts else bs.VERSION)
+            w = bs.Writer(f, bs.INTER_VERSION if inter else bs.ADAPT_VERSION if opts.adapts else bs.VERSION)
             n, enc = code(w)
             header.frames = n
             w.rewrite_header(header)
-            w.close()
+            w.close(n)
             f.flush()
             total = f.tell()
     tl, kept = enc.tally, enc.kept

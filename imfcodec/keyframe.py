@@ -1,10 +1,17 @@
-"""Keyframes: one RGB frame through a standard intra codec via PyAV, and back.
+"""Keyframes: one RGB frame through a standard intra codec via PyAV, and back; or all of a file's keyframes
+as one HEVC stream in which a refresh is predicted from the keyframe before it (``hevc-inter``).
 
 AV1 (SVT-AV1, 4:2:0) at CRF 40 is the default: past a point a better keyframe barely improves the frames
 synthesised from it, so its bits buy more as more frequent keyframes (MODEL_CARD.md, "Keyframes").
 HEVC (libx265, all-intra, 4:4:4) is the alternative. Both decoders are bit-exact by specification, so the
 encoder and every decoder see the same keyframe. `quality` is the codec's CRF (lower is better); PNG is
 lossless and ignores it.
+
+``hevc-inter`` (libx265, 4:2:0, low delay: one picture in, one packet out) codes the first keyframe, and
+one in every ``intra_every``, as an IDR picture, and the others as P pictures predicted from the keyframe
+before: a refresh of the same face and background costs a fraction of an intra picture. Its pictures decode
+only in order, through one decoder per file (:class:`Decoder`); an IDR is a random-access point. The CRF is
+chosen at each IDR and holds until the next.
 """
 from __future__ import annotations
 
@@ -17,11 +24,15 @@ import numpy as np
 
 from .errors import BitstreamError
 
-CODECS = ("hevc", "av1", "png")
+CODECS = ("hevc", "av1", "png", "hevc-inter")
+INTER = "hevc-inter"
 DEFAULT_CODEC = "av1"
 DEFAULT_QUALITY = 40
 #: The highest CRF of each lossy codec: where a rate cap stops raising it.
-MAX_QUALITY = {"av1": 63, "hevc": 51}
+MAX_QUALITY = {"av1": 63, "hevc": 51, "hevc-inter": 51}
+#: hevc-inter: an IDR picture (a random-access point, and a new CRF) every this many keyframes.
+DEFAULT_INTRA_EVERY = 8
+_X265_INTER = "log-level=error:info=0:keyint=-1:scenecut=0:rc-lookahead=0:bframes=0:frame-threads=1:pools=none"
 
 # SVT-AV1 prints its whole configuration to stderr for every picture unless told to report errors only.
 os.environ.setdefault("SVT_LOG", "1")
@@ -76,8 +87,96 @@ def encode(img: np.ndarray, codec: str = DEFAULT_CODEC, quality: int = DEFAULT_Q
 
 
 def decode(data: bytes, codec: str, width: int, height: int) -> np.ndarray:
-    """Decode a keyframe payload to RGB uint8 and check it has the coded size."""
+    """Decode an intra keyframe payload to RGB uint8 and check it has the coded size."""
     img = _decode_video(data, {"hevc": "hevc", "av1": "libdav1d", "png": "png"}[codec])
+    return _sized(img, width, height)
+
+
+def _sized(img: np.ndarray, width: int, height: int) -> np.ndarray:
     if img.shape[:2] != (height, width):
         raise BitstreamError(f"keyframe is {img.shape[1]}x{img.shape[0]}, header says {width}x{height}")
     return img
+
+
+class _InterRun:
+    """One IDR picture and the P pictures after it, from one x265 encoder at one CRF."""
+
+    def __init__(self, quality: int, width: int, height: int):
+        ctx = av.CodecContext.create("libx265", "w")
+        ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuv420p"
+        ctx.time_base, ctx.framerate = Fraction(1, 25), 25
+        ctx.options = {"crf": str(quality), "preset": "medium", "tune": "zerolatency", "x265-params": _X265_INTER}
+        self.ctx, self.quality, self.pictures = ctx, quality, []
+
+    def code(self, img: np.ndarray) -> bytes:
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24").reformat(format="yuv420p")
+        frame.pts = len(self.pictures)
+        out = b"".join(bytes(p) for p in self.ctx.encode(frame))
+        if not out:
+            raise RuntimeError("x265 held a keyframe back: the low-delay settings did not apply")
+        self.pictures.append(img)
+        return out
+
+
+class Encoder:
+    """Codes a file's keyframes in order. ``trial`` says what a picture would cost without coding it into
+    the file; ``commit`` codes it (the next keyframe of the file)."""
+
+    def __init__(self, codec: str, intra_every: int = DEFAULT_INTRA_EVERY):
+        if codec not in CODECS:
+            raise ValueError(f"unknown keyframe codec {codec!r} (known: {', '.join(CODECS)})")
+        self.codec, self.intra_every = codec, intra_every
+        self.run: _InterRun | None = None
+        self._last: tuple[int, int, bytes] | None = None  # (id of the picture, quality, its intra data)
+
+    @property
+    def next_is_intra(self) -> bool:
+        """Whether the next keyframe starts a run (always, but for hevc-inter's P pictures): only then does
+        its quality change anything."""
+        r = self.run
+        return self.codec != INTER or r is None or len(r.pictures) >= self.intra_every
+
+    def trial(self, img: np.ndarray, quality: int) -> bytes:
+        """What coding img next at quality would produce (a P picture is coded by replaying its run)."""
+        if self.codec != INTER:
+            data = encode(img, self.codec, quality)
+            self._last = (id(img), quality, data)
+            return data
+        if self.next_is_intra:
+            return _InterRun(quality, img.shape[1], img.shape[0]).code(img)
+        replay = _InterRun(self.run.quality, img.shape[1], img.shape[0])
+        for pic in self.run.pictures:
+            replay.code(pic)
+        return replay.code(img)
+
+    def commit(self, img: np.ndarray, quality: int) -> bytes:
+        """Code img as the file's next keyframe (quality applies where next_is_intra)."""
+        if self.codec != INTER:
+            last = self._last
+            return last[2] if last and last[:2] == (id(img), quality) else encode(img, self.codec, quality)
+        if self.next_is_intra:
+            self.run = _InterRun(quality, img.shape[1], img.shape[0])
+        return self.run.code(img)
+
+
+class Decoder:
+    """Decodes a file's keyframes in order: each on its own, or hevc-inter's through one HEVC decoder."""
+
+    def __init__(self, codec: str, width: int, height: int):
+        self.codec, self.width, self.height = codec, width, height
+        self.ctx = None
+        if codec == INTER:
+            self.ctx = av.CodecContext.create("hevc", "r")
+            self.ctx.thread_count = 1  # no frame threading: each packet gives its picture at once
+
+    def decode(self, data: bytes) -> np.ndarray:
+        if self.ctx is None:
+            return decode(data, self.codec, self.width, self.height)
+        try:
+            frames = list(self.ctx.decode(av.Packet(data)))
+        except (av.error.FFmpegError, ValueError) as e:
+            raise BitstreamError(f"keyframe cannot be decoded: {e}") from None
+        if len(frames) != 1:
+            raise BitstreamError("keyframe chunk holds no picture that decodes on the keyframes before it"
+                                 if not frames else "keyframe chunk holds more than one picture")
+        return _sized(frames[0].to_ndarray(format="rgb24"), self.width, self.height)

@@ -37,6 +37,7 @@ class EncodeOptions:
     keyframe_codec: str = keyframe.DEFAULT_CODEC
     keyframe_quality: int = keyframe.DEFAULT_QUALITY  # CRF of the keyframe codec
     keyframe_interval: int = DEFAULT_KEYFRAME_INTERVAL  # one keyframe per this many frames; 0: no limit (start)
+    intra_every: int = keyframe.DEFAULT_INTRA_EVERY  # hevc-inter: an IDR picture (random access) every this many keyframes
     keyframe_psnr: float = DEFAULT_KEYFRAME_PSNR  # dB; a frame rebuilt below it becomes a keyframe; 0: off
     keyframe_position: str = "middle"   # of its segment ("start": low delay, frames coded as they arrive)
     keyframe_candidates: int = DEFAULT_KEYFRAME_CANDIDATES  # frames near the middle tried as the keyframe
@@ -93,6 +94,11 @@ class EncodeOptions:
         _choice("keyframe position", self.keyframe_position, KEYFRAME_POSITIONS)
         _choice("keyframe check", self.keyframe_check, KEYFRAME_CHECKS)
         _choice("synthesis", self.synthesis, SYNTHESIS)
+        if self.keyframe_codec == keyframe.INTER and self.keyframe_position != "start":
+            raise UserError("hevc-inter keyframes are coded in order as frames arrive: use keyframe position "
+                            "start (the realtime preset)")
+        if not 1 <= self.intra_every <= 1000:
+            raise UserError("intra every must be 1 to 1000 keyframes")
         if self.keyframe_position == "middle" and self.keyframe_interval == 0:
             raise UserError("keyframes in the middle of segments need a keyframe interval; "
                             "with no limit, use keyframe position start")

@@ -40,43 +40,45 @@ class RateControl:
     that meets them."""
 
     def __init__(self, opts: "EncodeOptions", header: bs.Header, coder: TokenCoder, writer: bs.Writer,
-                 tally: Tally, expected: int, adapt_reserve: int):
-        self.opts, self.header, self.coder, self.writer = opts, header, coder, writer
+                 tally: Tally, expected: int, adapt_reserve: int, keys: keyframe.Encoder):
+        self.opts, self.header, self.coder, self.writer, self.keys = opts, header, coder, writer, keys
         self.tally, self.expected = tally, expected
         # Bytes a window's keyframes leave for its decoder offsets: the last window's at the configured step,
         # or a prior before any (the offsets are fitted after the keyframes are coded).
         self.adapt_reserve = adapt_reserve
 
     def intra(self, pics: list[np.ndarray], frames: int, runs: list[int],
-              coded: list[bytes] | None = None) -> list[bytes]:
-        """The keyframes pics, which with token chunks of the sizes runs code the next frames frames, at the
-        keyframe CRF (coded: pics at that CRF, when known). Under a rate cap, at the lowest CRF above it (one
-        for all) that keeps the file within the cap once those frames are coded, the codec's highest when none
-        does; under a rate target, below it too when the cap and the keyframes still to come allow."""
+              coded: list[bytes] | None = None) -> tuple[list[bytes], int]:
+        """The keyframes pics, which with token chunks of the sizes runs code the next frames frames, as the
+        keyframe encoder's trials, and their CRF: the keyframe CRF (coded: pics at that CRF, when known). Under
+        a rate cap, the lowest CRF above it (one for all) that keeps the file within the cap once those frames
+        are coded, the codec's highest when none does; under a rate target, below it too when the cap and the
+        keyframes still to come allow. A predicted keyframe (hevc-inter's P pictures) keeps its run's CRF."""
         o = self.opts
 
         def code(q: int) -> list[bytes]:
-            return [keyframe.encode(x, o.keyframe_codec, q) for x in pics]
+            return [self.keys.trial(x, q) for x in pics]
 
         data = coded or code(o.keyframe_quality)
-        if not o.cap_bpp:
-            return data
+        if not o.cap_bpp or not self.keys.next_is_intra:
+            return data, o.keyframe_quality
         budget = self._keyframe_budget(frames, runs, len(pics))
         lo, hi, best = o.keyframe_quality + 1, keyframe.MAX_QUALITY[o.keyframe_codec], None
         size = sum(map(len, data))
         if size <= budget:
             if not o.target_bpp:
-                return data
+                return data, o.keyframe_quality
             budget -= self._later_deficit(frames, size // len(pics))  # what the keyframes to come will need
-            lo, hi, best = 0, o.keyframe_quality - 1, data
+            lo, hi, best = 0, o.keyframe_quality - 1, (data, o.keyframe_quality)
         while lo <= hi:  # bisect for the smallest CRF that fits: bytes fall as the CRF rises
             mid = (lo + hi) // 2
             d = code(mid)
             if sum(map(len, d)) <= budget:
-                hi, best = mid - 1, d
+                hi, best = mid - 1, (d, mid)
             else:
                 lo = mid + 1
-        return best or code(keyframe.MAX_QUALITY[o.keyframe_codec])
+        top = keyframe.MAX_QUALITY[o.keyframe_codec]
+        return best or (code(top), top)
 
     def affordable(self, data: list[bytes], frames: int, runs: list[int]) -> bool:
         """Whether keyframes data, with token chunks of the sizes runs coding the next frames frames, keep

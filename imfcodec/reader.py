@@ -50,6 +50,9 @@ class Segments:
         #: frames the file may hold: the header's count, or (a stream of unknown length) the most there can be
         self.limit = bs.MAX_FRAMES if h.frames == bs.UNKNOWN_FRAMES else h.frames
         self.frames: int | None = None if h.frames == bs.UNKNOWN_FRAMES else h.frames  # known after END
+        if h.keyframe_codec in bs.INTER_CODECS and first.version[0] < bs.INTER_VERSION[0]:
+            raise BitstreamError(f"keyframe codec id {h.keyframe_codec} needs a {bs.INTER_VERSION[0]}.x file")
+        self.keys = keyframe.Decoder(bs.keyframe_codec_name(h.keyframe_codec), h.width, h.height)
         if h.resize not in RESIZE_POLICIES.values():
             raise BitstreamError(f"unknown resize policy id {h.resize} in the header")
         try:
@@ -100,7 +103,6 @@ class Segments:
     def _keyframe(self, c: bs.Chunk, name: str, nxt: int, key: tuple[int, np.ndarray] | None
                   ) -> tuple[int, np.ndarray]:
         """A keyframe chunk's frame index and decoded picture, the next frame to come being nxt."""
-        h = self.header
         idx, data = bs.unpack_keyframe(c.payload)
         if key is not None:
             raise BitstreamError(f"corrupt {name}: a keyframe before frame {key[0]}, the previous "
@@ -108,7 +110,7 @@ class Segments:
         if not nxt <= idx < self.limit:
             raise BitstreamError(f"corrupt {name}: keyframe for frame {idx}, expected {nxt} to "
                                  f"{self.limit - 1}")
-        img = keyframe.decode(data, bs.keyframe_codec_name(h.keyframe_codec), h.width, h.height)
+        img = self.keys.decode(data)
         self.coder.reset()
         return idx, img
 

@@ -84,10 +84,10 @@ def test_truncated_at_chunk_boundary_without_end():
 
 def test_unknown_version_and_magic():
     data = bytearray(make_file())
-    data[4] = 5
-    with pytest.raises(BitstreamError, match="unsupported .imf version 5.0"):
+    data[4] = 6
+    with pytest.raises(BitstreamError, match="unsupported .imf version 6.0"):
         parse(bytes(data))
-    for major in (1, 3, 4):  # 1.x files (keyframes start their segments), 3.x (decoder offsets), 4.x (streams)
+    for major in (1, 3, 4, 5):  # keyframes start segments, decoder offsets, streams, inter-coded keyframes
         data[4] = major
         parse(bytes(data))
     with pytest.raises(BitstreamError, match="bad magic"):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from imfcodec import bitstream as bs
+from imfcodec import bitstream as bs, keyframe
 from imfcodec.codec import DecodeOptions, EncodeOptions, decode_file, encode_file, read_info
 from imfcodec.fast import FastSynthesis, LocalAlign
 from imfcodec.metrics import psnr_rgb
@@ -160,3 +160,15 @@ def test_fast_decoder_within_005_db_of_the_plain_one(tmp_path):
     p = {m: float(psnr_rgb(v, ref).mean()) for m, v in got.items()}
     assert abs(p["fast"] - p["exact"]) <= 0.05, p
     assert float(psnr_rgb(got["fast"], got["exact"]).mean()) > 40  # the two outputs barely differ
+
+
+def test_realtime_keyframes_are_one_inter_stream_unless_overridden():
+    """The realtime preset's keyframes are hevc-inter at CRF 34; another codec given alone gets its own default
+    CRF, and keyframes moved mid-segment fall back to intra ones."""
+    o = preset_options("realtime")
+    assert (o.keyframe_codec, o.keyframe_quality) == ("hevc-inter", 34)
+    o = preset_options("realtime", keyframe_codec="av1")
+    assert (o.keyframe_codec, o.keyframe_quality) == ("av1", keyframe.DEFAULT_QUALITY)
+    o = preset_options("realtime", keyframe_position="middle")
+    assert (o.keyframe_codec, o.keyframe_quality) == (keyframe.DEFAULT_CODEC, keyframe.DEFAULT_QUALITY)
+    assert preset_options("realtime", keyframe_quality=30).keyframe_quality == 30

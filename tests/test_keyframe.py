@@ -1,0 +1,69 @@
+"""Keyframe coding: hevc-inter's stream of IDR and predicted pictures, in the codec and on its own."""
+import numpy as np
+import pytest
+
+from imfcodec import analysis, keyframe
+from imfcodec.codec import DecodeOptions, decode_file, encode_file, read_info
+from imfcodec.decoder import repeat_keyframes
+from imfcodec.errors import BitstreamError, UserError
+from tests.conftest import dec_opts, enc_opts, eval_frames, keyframe_indices, with_version
+
+
+@pytest.fixture(scope="module")
+def faces():
+    """Three frames of a talking head, 20 frames apart (the same face and background)."""
+    frames = eval_frames(("lia-vox-driving2", 41))
+    return [frames[0], frames[20], frames[40]]
+
+
+def test_refresh_is_predicted_and_decodes_in_order(faces):
+    enc = keyframe.Encoder(keyframe.INTER, intra_every=2)
+    dec = keyframe.Decoder(keyframe.INTER, 256, 256)
+    sizes = []
+    for i, img in enumerate(faces):
+        assert enc.next_is_intra == (i in (0, 2))
+        trial = enc.trial(img, 30)
+        data = enc.commit(img, 30)
+        assert trial == data  # a predicted picture's trial replays its run exactly
+        out = dec.decode(data)
+        assert out.shape == img.shape and np.abs(out.astype(int) - img).mean() < 8
+        sizes.append(len(data))
+    assert sizes[1] < 0.5 * sizes[0]  # the refresh costs a fraction of the intra picture
+    assert sizes[2] > sizes[1]        # the third starts a new run: intra again
+
+
+def test_a_predicted_picture_alone_is_refused(faces):
+    enc = keyframe.Encoder(keyframe.INTER)
+    enc.commit(faces[0], 30)
+    p = enc.commit(faces[1], 30)
+    with pytest.raises(BitstreamError):
+        keyframe.Decoder(keyframe.INTER, 256, 256).decode(p)  # no picture before it to predict from
+    with pytest.raises(BitstreamError):
+        keyframe.Decoder(keyframe.INTER, 256, 256).decode(b"\x00\x00\x01" + bytes(100))
+
+
+def test_inter_keyframes_decode_to_the_frames_the_encoder_used(tiny, clip, tmp_path, monkeypatch):
+    seen = []
+    decode = analysis.keyframe.Decoder.decode
+    monkeypatch.setattr(analysis.keyframe.Decoder, "decode", lambda self, d: seen.append(decode(self, d)) or seen[-1])
+    out = tmp_path / "inter.imf"
+    opts = enc_opts(tiny, keyframe_codec="hevc-inter", keyframe_quality=30, keyframe_position="start",
+                    keyframe_interval=4, intra_every=2, refine_steps=0)
+    encode_file(str(clip), str(out), opts)
+    monkeypatch.undo()
+    info = read_info(str(out))
+    assert info["version"] == "5.0" and info["keyframe_codec"] == "hevc-inter"
+    keys = keyframe_indices(out)
+    assert keys == [0, 4, 8] and len(seen) == 3
+    rep = repeat_keyframes(str(out))
+    for k, img in zip(keys, seen):
+        assert np.array_equal(rep[k], img)
+    frames = decode_file(str(out), None, dec_opts(tiny), keep_frames=True).frames_rgb
+    assert all(np.array_equal(frames[k], img) for k, img in zip(keys, seen))
+    with pytest.raises(BitstreamError, match="needs a 5.x file"):
+        decode_file(str(with_version(out, tmp_path / "v4.imf", 4)), None, dec_opts(tiny))
+
+
+def test_inter_keyframes_need_low_delay(tiny, clip, tmp_path):
+    with pytest.raises(UserError, match="hevc-inter keyframes are coded in order"):
+        encode_file(str(clip), str(tmp_path / "x.imf"), enc_opts(tiny, keyframe_codec="hevc-inter"))

@@ -295,23 +295,23 @@ class Trainer:
         self.G_train.train()
         with amp:
             fake, tokens, _ = self.G_train(ref, cur, return_aux=True)
-            fake = fake.float()
-            l1 = (fake - cur).abs().mean()
-            tok = tokens.float().pow(2).mean()
-            if opt.loss == "distortion":  # "perc" logs this loss in place of the pyramid
-                perc = mse_msssim(fake, cur).mean().float()
-                main = perc
-            else:
-                perc = pyramid_loss(fake, cur)
-                main = 10 * l1 + 10 * perc
-            adv = fm = fake.new_zeros(())
-            if gan:
+        fake = fake.float()  # losses in float32 outside autocast: in bfloat16 SSIM overflowed (MODEL_CARD.md)
+        l1 = (fake - cur).abs().mean()
+        tok = tokens.float().pow(2).mean()
+        if opt.loss == "distortion":  # "perc" logs this loss in place of the pyramid
+            perc = mse_msssim(fake, cur).mean()
+            main = perc
+        else:
+            perc = pyramid_loss(fake, cur)
+            main = 10 * l1 + 10 * perc
+        adv = fm = fake.new_zeros(())
+        if gan:
+            with amp:
                 fl, ff = self.D_train(fake)
                 with torch.no_grad():
                     _, rf = self.D_train(cur)
-                adv = hinge_g(fl)
-                fm = feature_matching(rf, ff)
-            loss = main + 10 * fm + 1 * adv + opt.token_l2 * tok
+            adv, fm = hinge_g(fl), feature_matching(rf, ff)
+        loss = main + 10 * fm + 1 * adv + opt.token_l2 * tok
         stats = {"l1": l1.item(), "perc": perc.item(), "adv": adv.item(), "fm": fm.item(), "tok": tok.item(),
                  "sup": 0.0, "d": 0.0}
         if not torch.isfinite(loss):

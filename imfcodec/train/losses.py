@@ -29,14 +29,14 @@ def hinge_d(real_logits: list[torch.Tensor], fake_logits: list[torch.Tensor]) ->
 
 
 def hinge_g(fake_logits: list[torch.Tensor]) -> torch.Tensor:
-    return sum(-f.mean() for f in fake_logits)
+    return sum(-f.float().mean() for f in fake_logits)
 
 
 def feature_matching(real_feats: list[list[torch.Tensor]], fake_feats: list[list[torch.Tensor]]) -> torch.Tensor:
     total, n = 0.0, 0
     for rs, fs in zip(real_feats, fake_feats):
         for r, f in zip(rs, fs):
-            total = total + (f - r.detach()).abs().mean()
+            total = total + (f.float() - r.detach().float()).abs().mean()
             n += 1
     return total / max(n, 1)
 

@@ -58,27 +58,32 @@ def test_bitrate_is_a_rate_target_within_budget(rate_run, clip):
     run = functools.partial(rate_run, position="middle")
     (free, _), (smallest, _) = run("free.imf"), run("q63.imf", keyframe_quality=63)
     fps, pix = float(probe(str(clip)).fps), free.width * free.height
-    keys = []
-    for k, bpp in enumerate(np.linspace(smallest.bpp_total * 1.1, free.bpp_total * 1.2, 3)):
-        bitrate = round(bpp * fps * pix)
-        r, data = run(f"b{k}.imf", bitrate=float(bitrate))
-        assert r.bytes_total * 8 <= bitrate * r.frames / fps
-        keys.append(r.bytes_keyframe)
-        if k == 1:
-            assert run("bpp.imf", target_bpp=bitrate / (fps * pix))[1] == data
+    files = ladder(run, "b", smallest.bpp_total * 1.1, free.bpp_total * 1.2, fps, pix)
+    bitrate, _, data = files[1]
+    assert run("bpp.imf", target_bpp=bitrate / (fps * pix))[1] == data
+    keys = [r.bytes_keyframe for _, r, _ in files]
     assert keys == sorted(set(keys))  # each higher bitrate buys better keyframes
+
+
+def ladder(run, name: str, low: float, high: float, fps: float, pix: int) -> list:
+    """Files at three bitrates from low to high bpp, each checked to stay within bitrate x duration:
+    [(bitrate, result, bytes)]."""
+    out = []
+    for k, bpp in enumerate(np.linspace(low, high, 3)):
+        bitrate = round(bpp * fps * pix)
+        r, data = run(f"{name}{k}.imf", bitrate=float(bitrate))
+        assert r.bytes_total * 8 <= bitrate * r.frames / fps
+        out.append((bitrate, r, data))
+    return out
 
 
 def test_bitrate_with_predictive_tokens_in_low_delay(rate_run, clip):
     """Tokens whose size is known only once coded (the predictive coder), frames coded as they arrive: files
     at three bitrates each stay within bitrate x duration, refreshes put off where the budget cannot pay."""
     run = functools.partial(rate_run, position="start", token_codec="predictive")
-    (free, _), (least, _) = run("free.imf"), run("one.imf", max_bpp=1e-6)  # hopeless: the first keyframe alone, at CRF 63
+    free, _ = run("free.imf")
+    least, _ = run("one.imf", max_bpp=1e-6)  # hopeless: the first keyframe alone, at the highest CRF
     fps, pix = float(probe(str(clip)).fps), free.width * free.height
-    keys = []
-    for k, bpp in enumerate(np.linspace(least.bpp_total * 1.05, free.bpp_total * 1.1, 3)):
-        bitrate = round(bpp * fps * pix)
-        r, data = run(f"p{k}.imf", bitrate=float(bitrate))
-        assert r.bytes_total * 8 <= bitrate * r.frames / fps
-        keys.append(len(keyframe_indices(rate_run.path(f"p{k}.imf"))))
+    ladder(run, "p", least.bpp_total * 1.05, free.bpp_total * 1.1, fps, pix)
+    keys = [len(keyframe_indices(rate_run.path(f"p{k}.imf"))) for k in range(3)]
     assert keys[0] < keys[-1]  # the lowest rate affords fewer refreshes

@@ -37,7 +37,7 @@ class EncodeOptions:
     keyframe_codec: str = keyframe.DEFAULT_CODEC
     keyframe_quality: int = keyframe.DEFAULT_QUALITY  # CRF of the keyframe codec
     keyframe_interval: int = DEFAULT_KEYFRAME_INTERVAL  # one keyframe per this many frames; 0: no limit (start)
-    intra_every: int = keyframe.DEFAULT_INTRA_EVERY  # hevc-inter: an IDR picture (random access) every this many keyframes
+    intra_every: int = keyframe.DEFAULT_INTRA_EVERY  # hevc-inter: an IDR (random access) every this many keyframes
     keyframe_psnr: float = DEFAULT_KEYFRAME_PSNR  # dB; a frame rebuilt below it becomes a keyframe; 0: off
     keyframe_position: str = "middle"   # of its segment ("start": low delay, frames coded as they arrive)
     keyframe_candidates: int = DEFAULT_KEYFRAME_CANDIDATES  # frames near the middle tried as the keyframe

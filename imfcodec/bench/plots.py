@@ -18,7 +18,9 @@ LABELS = {"psnr_rgb": "PSNR-RGB (dB)", "psnr_y": "PSNR-Y (dB)", "msssim": "MS-SS
           "lpips": "LPIPS (lower is better)"}
 
 
-RATES = {"bpp_total": ("", "bits per pixel (log scale)"), "kbps": ("_kbps", "kbit/s at the source frame rate (log scale)")}
+#: The rate axes: Point field -> (file-name suffix, axis label).
+RATES = {"bpp_total": ("", "bits per pixel (log scale)"),
+         "kbps": ("_kbps", "kbit/s at the source frame rate (log scale)")}
 
 
 def plot_metric(points: list[Point], metric: str, outdir: str, rate: str = "bpp_total") -> list[str]:

@@ -49,14 +49,17 @@ def test_pipe_round_trip_equals_the_file_path(tmp_path, y4m, tiny):
     assert piped == rec.read_bytes()  # the y4m writer for pipes writes what the file writer does
 
 
-def test_stream_file_is_4_0_and_reads_like_any_file(tmp_path, y4m, tiny):
+@pytest.mark.parametrize("codec, version", [("av1", 4), ("hevc-inter", 5)])
+def test_stream_file_reads_like_any_file(tmp_path, y4m, tiny, codec, version):
+    """A stream is 4.0, or 5.0 with keyframes of one inter-coded stream (the realtime preset's)."""
     out = tmp_path / "stream.imf"
     with open(out, "wb") as f:
-        assert imfcodec("encode", y4m, "-o", "-", *encode_args(tiny), stdout=f).wait(timeout=300) == 0
+        args = [*encode_args(tiny), "--keyframe-codec", codec]
+        assert imfcodec("encode", y4m, "-o", "-", *args, stdout=f).wait(timeout=300) == 0
     data = out.read_bytes()
-    assert data[4:6] == bytes([4, 0])
+    assert data[4:6] == bytes([version, 0])
     info = read_info(str(out))
-    assert info["frames"] == 12 and info["version"] == "4.0" and info["keyframes"] == 3
+    assert info["frames"] == 12 and info["version"] == f"{version}.0" and info["keyframes"] == 3
     rec = tmp_path / "r.mkv"
     assert cli("decode", out, "-o", rec, *base(tiny), "-q").returncode == 0
     assert len(list(read_frames(str(rec)))) == 12

@@ -45,7 +45,7 @@ def read_fields(rows, data: bytes, lengths: dict | None = None) -> dict:
 def spec_chunks(data: bytes):
     layout = spec_table("File layout")
     assert layout[:3] == [("magic", "bytes[4]"), ("major version", "u8"), ("minor version", "u8")]
-    assert data[:4] == b"IMFC" and data[4] in (2, 3, 4)
+    assert data[:4] == b"IMFC" and data[4] in (2, 3, 4, 5)
     text = SPEC.read_text().split("Every chunk:", 1)[1]
     assert "| type | bytes[4] |" in text and "| length | u32 |" in text and "| crc | u32 |" in text
     at = 6
@@ -191,8 +191,8 @@ def test_spec_reader_decodes_predictive_tokens(tmp_path, clip, tiny):
 
 
 def test_spec_reader_parses_a_stream(tmp_path, clip, tiny):
-    """`encode -o -` writes a 4.0 stream: the header does not know the frame count, the END chunk does, and
-    the realtime preset's token chunks hold a batch each."""
+    """`encode -o -` writes a stream: the header does not know the frame count, the END chunk does, and the
+    realtime preset's token chunks hold a batch each. Its keyframes are hevc-inter's, so the stream is 5.0."""
     import subprocess
     import sys
     p = subprocess.run([sys.executable, "-m", "cli.main", "encode", str(clip), "-o", "-", "--preset", "realtime",
@@ -200,11 +200,11 @@ def test_spec_reader_parses_a_stream(tmp_path, clip, tiny):
                        capture_output=True)
     assert p.returncode == 0, p.stderr
     data = p.stdout
-    assert data[4:6] == bytes([4, 0])
+    assert data[4:6] == bytes([5, 0])
     chunks = list(spec_chunks(data))
     assert [c[0] for c in chunks] == [b"HEAD", b"KEYF", b"TOKN", b"TOKN", b"TOKN", b"END "]
     head = read_fields(spec_table("HEAD payload"), chunks[0][1])
-    assert head["frames"] == 0xFFFFFFFF
+    assert head["frames"] == 0xFFFFFFFF and head["keyframe_codec"] == 3
     assert read_fields(spec_table("END payload"), chunks[-1][1])["frames"] == 12
     counts = [read_fields(spec_table("TOKN payload"), c[1])["count"] for c in chunks[2:-1]]
     assert counts == [4, 4, 3]

@@ -20,7 +20,7 @@ from .errors import UserError
 from .files import atomic_output, refuse_overwrite
 from .keyplan import Planner
 from .model import IMF, Reference
-from .options import EncodeOptions
+from .options import DEFAULT_KEYFRAME_INTERVAL, EncodeOptions
 from .pipes import is_pipe, output, read_stream
 from .ratecontrol import RateControl, Tally
 from .runtime import pick_device, resolve_guess, resolve_model, shipped_prior_path
@@ -152,8 +152,12 @@ class Encoder:
             self.put_tokens(first, toks)
             pending = []
 
-        def serves(n: int) -> int:  # frames a keyframe at n serves until the next falls due (or the end)
-            left = max(1, self.expected - n)
+        def serves(n: int) -> int:
+            """Frames a keyframe at n serves until the next falls due or the expected end; an interval
+            when the length is not known (a pipe, a source without a frame count)."""
+            if self.expected <= n:
+                return o.keyframe_interval or DEFAULT_KEYFRAME_INTERVAL
+            left = self.expected - n
             return min(o.keyframe_interval, left) if o.keyframe_interval else left
 
         def keyframe_due(n: int) -> bool:

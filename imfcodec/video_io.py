@@ -46,7 +46,9 @@ def _rotation(frame: av.VideoFrame) -> int:
 
 
 def probe(path: str, fmt: str | None = None) -> VideoInfo:
-    """Size, frame rate and frame count of the first video stream."""
+    """Size, frame rate and frame count of the first video stream. Where the container does not count
+    frames (y4m, MPEG-PS), the count is the stream's duration times its frame rate, rounded down; 0 when
+    neither is known (a pipe)."""
     with _open(path, format=fmt) as c:
         if not c.streams.video:
             raise UserError(f"no video stream in {path}")
@@ -60,7 +62,8 @@ def probe(path: str, fmt: str | None = None) -> VideoInfo:
                 w, h = h, w
         except (StopIteration, av.error.FFmpegError):
             raise UserError(f"no decodable video frames in {path}") from None
-        return VideoInfo(w, h, Fraction(fps), int(s.frames or 0))
+        frames = s.frames or (int(s.duration * s.time_base * fps) if s.duration and s.time_base else 0)
+        return VideoInfo(w, h, Fraction(fps), int(frames))
 
 
 def rgb_frame(frame: av.VideoFrame) -> np.ndarray:

@@ -48,3 +48,9 @@ def test_unreadable_inputs(tmp_path):
     (tmp_path / "d.mp4").mkdir()
     with pytest.raises(UserError):
         list(read_frames(str(tmp_path / "d.mp4")))
+
+
+def test_frame_count_of_containers_that_do_not_store_it(tmp_path):
+    """y4m stores no frame count: probe takes it from the stream's duration (rate control budgets by it)."""
+    from tests.conftest import make_clip
+    assert probe(str(make_clip(tmp_path / "c.y4m", frames=7))).frames == 7

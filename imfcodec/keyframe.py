@@ -127,7 +127,7 @@ class Encoder:
             raise ValueError(f"unknown keyframe codec {codec!r} (known: {', '.join(CODECS)})")
         self.codec, self.intra_every = codec, intra_every
         self.run: _InterRun | None = None
-        self._last: tuple[int, int, bytes] | None = None  # (id of the picture, quality, its intra data)
+        self._last: tuple[np.ndarray, int, bytes] | None = None  # the last trial: picture, quality, data
 
     @property
     def next_is_intra(self) -> bool:
@@ -140,7 +140,7 @@ class Encoder:
         """What coding img next at quality would produce (a P picture is coded by replaying its run)."""
         if self.codec != INTER:
             data = encode(img, self.codec, quality)
-            self._last = (id(img), quality, data)
+            self._last = (img, quality, data)
             return data
         if self.next_is_intra:
             return _InterRun(quality, img.shape[1], img.shape[0]).code(img)
@@ -152,8 +152,8 @@ class Encoder:
     def commit(self, img: np.ndarray, quality: int) -> bytes:
         """Code img as the file's next keyframe (quality applies where next_is_intra)."""
         if self.codec != INTER:
-            last = self._last
-            return last[2] if last and last[:2] == (id(img), quality) else encode(img, self.codec, quality)
+            last, self._last = self._last, None
+            return last[2] if last and last[0] is img and last[1] == quality else encode(img, self.codec, quality)
         if self.next_is_intra:
             self.run = _InterRun(quality, img.shape[1], img.shape[0])
         return self.run.code(img)

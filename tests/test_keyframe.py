@@ -67,3 +67,10 @@ def test_inter_keyframes_decode_to_the_frames_the_encoder_used(tiny, clip, tmp_p
 def test_inter_keyframes_need_low_delay(tiny, clip, tmp_path):
     with pytest.raises(UserError, match="hevc-inter keyframes are coded in order"):
         encode_file(str(clip), str(tmp_path / "x.imf"), enc_opts(tiny, keyframe_codec="hevc-inter"))
+
+
+def test_intra_commit_reuses_only_its_own_trial(faces):
+    enc = keyframe.Encoder("av1")
+    trial = enc.trial(faces[0], 40)
+    assert enc.next_is_intra and enc.commit(faces[0], 40) == trial
+    assert enc.commit(faces[1], 40) == keyframe.encode(faces[1], "av1", 40) != trial  # another picture: coded

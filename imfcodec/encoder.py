@@ -77,10 +77,11 @@ class Encoder:
 
     def reference(self, data: bytes) -> Reference | None:
         """What the decoder will derive from keyframe data, when anything measures against it."""
-        # the guess reads the keyframe; keyframes that decode only in order must all pass the encoder's decoder
-        needed = self.opts.needs_reference or self.analysis.guess is not None or \
-            self.opts.keyframe_codec == keyframe.INTER
-        return self.analysis.reference(data) if needed else None
+        if self.opts.needs_reference or self.analysis.guess is not None:  # the guess reads the keyframe too
+            return self.analysis.reference(data)
+        if self.opts.keyframe_codec == keyframe.INTER:
+            self.analysis.keys.decode(data)  # pictures that decode only in order: keep the twin in step
+        return None
 
     def runs(self, before: int, after: int) -> list[int]:
         """The sizes of the token chunks of a segment with before and after frames around its keyframe."""

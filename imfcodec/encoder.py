@@ -117,15 +117,17 @@ class Encoder:
         ref: Reference | None = None    # the latest keyframe's
 
         def key(n: int, x: np.ndarray, refresh: bool = False) -> bool:
-            """Make frame n a keyframe; a refresh (one the interval asks for, not the quality check) the
-            rate cap cannot pay for even at the codec's highest CRF is put off instead (False)."""
+            """Make frame n a keyframe; a refresh (one the interval or spare rate asks for, not the quality
+            check) the rate cannot pay for even at the codec's highest CRF is put off instead (False)."""
             nonlocal last_key, ref, retry
             q = o.keyframe_quality
             if o.cap_bpp:  # a trial first: hevc-inter's refreshes cannot be taken back once coded
                 frames, runs = serves(n), self.runs(0, serves(n) - 1)
                 (trial,), q = self.rate.intra([x], frames, runs)
-                if refresh and not self.rate.affordable([trial], frames, runs):
-                    retry = n + max(1, o.keyframe_interval // 4)
+                early = refresh and n - last_key < o.keyframe_interval  # asked for by spare rate alone
+                if refresh and not (self.rate.spare(0, len(trial)) if early else
+                                    self.rate.affordable([trial], frames, runs)):
+                    retry = n + (1 if early else max(1, o.keyframe_interval // 4))
                     return False
             data = self.keys.commit(x, q)
             last_key = n
@@ -162,7 +164,10 @@ class Encoder:
             return min(o.keyframe_interval, left) if o.keyframe_interval else left
 
         def keyframe_due(n: int) -> bool:
-            return n == 0 or (o.keyframe_interval > 0 and n - last_key >= o.keyframe_interval and n >= retry)
+            """The first frame; a refresh when the interval is up; or, under a rate target, as soon as the
+            rate left over pays for one (the last keyframe of its kind's size)."""
+            return n == 0 or n >= retry and (o.keyframe_interval > 0 and n - last_key >= o.keyframe_interval
+                                             or self.rate.spare(len(pending), self.keys.estimate()))
 
         n = retry = 0
         for x in frames:

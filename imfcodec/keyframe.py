@@ -127,7 +127,10 @@ class Encoder:
             raise ValueError(f"unknown keyframe codec {codec!r} (known: {', '.join(CODECS)})")
         self.codec, self.intra_every = codec, intra_every
         self.run: _InterRun | None = None
-        self._last: tuple[np.ndarray, int, bytes] | None = None  # the last trial: picture, quality, data
+        # The last trial: picture, quality, data, and (hevc-inter) the run that coded it, which a commit of
+        # the same picture at the same quality takes over instead of coding the picture again.
+        self._last: tuple[np.ndarray, int, bytes, _InterRun | None] | None = None
+        self._sizes: dict[bool, int] = {}  # the last trial's or commit's bytes, intra and predicted
 
     @property
     def next_is_intra(self) -> bool:
@@ -136,27 +139,44 @@ class Encoder:
         r = self.run
         return self.codec != INTER or r is None or len(r.pictures) >= self.intra_every
 
+    def estimate(self) -> int:
+        """Bytes the next keyframe will take, going by the last one of its kind (an intra one's before any
+        predicted one is known; 0 before any)."""
+        return self._sizes.get(self.next_is_intra, self._sizes.get(True, 0))
+
     def trial(self, img: np.ndarray, quality: int) -> bytes:
         """What coding img next at quality would produce (a P picture is coded by replaying its run)."""
+        run = None
         if self.codec != INTER:
             data = encode(img, self.codec, quality)
-            self._last = (img, quality, data)
-            return data
-        if self.next_is_intra:
-            return _InterRun(quality, img.shape[1], img.shape[0]).code(img)
-        replay = _InterRun(self.run.quality, img.shape[1], img.shape[0])
-        for pic in self.run.pictures:
-            replay.code(pic)
-        return replay.code(img)
+        elif self.next_is_intra:
+            run = _InterRun(quality, img.shape[1], img.shape[0])
+            data = run.code(img)
+        else:
+            run = _InterRun(self.run.quality, img.shape[1], img.shape[0])
+            for pic in self.run.pictures:
+                run.code(pic)
+            data = run.code(img)
+        self._last = (img, quality, data, run)
+        self._sizes[self.next_is_intra] = len(data)
+        return data
 
     def commit(self, img: np.ndarray, quality: int) -> bytes:
         """Code img as the file's next keyframe (quality applies where next_is_intra)."""
-        if self.codec != INTER:
-            last, self._last = self._last, None
-            return last[2] if last and last[0] is img and last[1] == quality else encode(img, self.codec, quality)
-        if self.next_is_intra:
-            self.run = _InterRun(quality, img.shape[1], img.shape[0])
-        return self.run.code(img)
+        last, self._last = self._last, None
+        intra = self.next_is_intra
+        if last and last[0] is img and (last[1] == quality or not intra):
+            data = last[2]
+            if self.codec == INTER:
+                self.run = last[3]
+        elif self.codec != INTER:
+            data = encode(img, self.codec, quality)
+        else:
+            if intra:
+                self.run = _InterRun(quality, img.shape[1], img.shape[0])
+            data = self.run.code(img)
+        self._sizes[intra] = len(data)
+        return data
 
 
 class Decoder:

@@ -32,6 +32,23 @@ def test_refresh_is_predicted_and_decodes_in_order(faces):
     assert sizes[2] > sizes[1]        # the third starts a new run: intra again
 
 
+def test_a_commit_takes_over_its_trial_and_codes_the_same_stream(faces):
+    """Committing the picture just trialled reuses the trial's run; the stream is the one coding every
+    picture once gives, and the sizes it remembers estimate the next keyframe of each kind."""
+    plain, tried = keyframe.Encoder(keyframe.INTER, intra_every=2), keyframe.Encoder(keyframe.INTER, intra_every=2)
+    assert tried.estimate() == 0
+    sizes = []
+    for img in faces:
+        tried.trial(img, 30)
+        data = tried.commit(img, 30)
+        assert data == plain.commit(img, 30)
+        sizes.append(len(data))
+    assert tried.estimate() == sizes[1]  # the next is predicted (IDR, P, IDR so far): the last P's size
+    idr = keyframe.Encoder(keyframe.INTER)
+    first = idr.commit(faces[0], 30)
+    assert idr.estimate() == len(first)  # no predicted picture yet: the intra one's size
+
+
 def test_a_predicted_picture_alone_is_refused(faces):
     enc = keyframe.Encoder(keyframe.INTER)
     enc.commit(faces[0], 30)

@@ -40,15 +40,30 @@ def test_rate_cap_raises_keyframe_crf_only_when_needed(rate_run, position, tmp_p
         assert hopeless.bytes_keyframe < smallest.bytes_keyframe
 
 
-@pytest.mark.parametrize("position", ["middle", "start"])
-def test_rate_target_spends_the_rate_on_keyframes(rate_run, position):
-    run = functools.partial(rate_run, position=position)
+def test_rate_target_spends_the_rate_on_keyframes(rate_run):
+    """Planned windows spend a target on a lower CRF."""
+    run = functools.partial(rate_run, position="middle")
     (free, _), (best, _) = run("free.imf"), run("q0.imf", keyframe_quality=0)
     target = (free.bpp_total + best.bpp_total) / 2
     spent, _ = run("target.imf", target_bpp=target)
     assert spent.bpp_total <= target and spent.bytes_tokens == free.bytes_tokens
     assert best.bytes_keyframe > spent.bytes_keyframe > free.bytes_keyframe  # a lower CRF than the default
     below = free.bpp_total * 0.95  # less than the default CRF's rate: still within it
+    assert run("below.imf", target_bpp=below)[0].bpp_total <= below
+
+
+def test_low_delay_spends_a_rate_target_on_more_refreshes(rate_run, tmp_path):
+    """Low delay spends a target on refreshes at the keyframe CRF, each once the rate allowed so far pays
+    for it: more keyframes than the interval asks for, the file within its target."""
+    run = functools.partial(rate_run, position="start")
+    (free, data), (q0, _) = run("free.imf"), run("q0.imf", keyframe_quality=0)
+    target = free.bpp_total * 2.5
+    spent, _ = run("target.imf", target_bpp=target)
+    keys, free_keys = keyframe_indices(tmp_path / "target.imf"), keyframe_indices(tmp_path / "free.imf")
+    assert free.bpp_total * 1.5 < spent.bpp_total <= target
+    assert len(keys) > len(free_keys)
+    assert spent.bytes_keyframe / len(keys) < q0.bytes_keyframe / len(free_keys)  # not a lower CRF
+    below = free.bpp_total * 0.95
     assert run("below.imf", target_bpp=below)[0].bpp_total <= below
 
 

@@ -16,13 +16,13 @@ chosen at each IDR and holds until the next.
 from __future__ import annotations
 
 import io
-import os
 from fractions import Fraction
 
 import av
 import numpy as np
 
 from .errors import BitstreamError
+from .svt import own_scheduling
 
 CODECS = ("hevc", "av1", "png", "hevc-inter")
 INTER = "hevc-inter"
@@ -34,11 +34,13 @@ MAX_QUALITY = {"av1": 63, "hevc": 51, "hevc-inter": 51}
 DEFAULT_INTRA_EVERY = 8
 _X265_INTER = "log-level=error:info=0:keyint=-1:scenecut=0:rc-lookahead=0:bframes=0:frame-threads=1:pools=none"
 
-# SVT-AV1 prints its whole configuration to stderr for every picture unless told to report errors only.
-os.environ.setdefault("SVT_LOG", "1")
-
 
 def _encode_video(img: np.ndarray, codec: str, pix_fmt: str, options: dict) -> bytes:
+    with own_scheduling():
+        return _encode_picture(img, codec, pix_fmt, options)
+
+
+def _encode_picture(img: np.ndarray, codec: str, pix_fmt: str, options: dict) -> bytes:
     h, w = img.shape[:2]
     ctx = av.CodecContext.create(codec, "w")
     ctx.width, ctx.height, ctx.pix_fmt = w, h, pix_fmt

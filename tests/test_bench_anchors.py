@@ -1,5 +1,6 @@
 """x264, x265 (low delay and with B-frames) and SVT-AV1 through PyAV on a tiny synthetic clip (64x64, 4 frames)."""
 import io
+import os
 from fractions import Fraction
 
 import av
@@ -22,7 +23,9 @@ def frames(tmp_path_factory) -> Yuv420:
 def test_round_trip_and_frame_types(name, frames):
     codec = ANCHORS[name]
     best, lowest = codec.crfs[0], codec.crfs[-1]
+    policy = os.sched_getscheduler(0), os.sched_getparam(0)
     decoded, bits, enc, dec = codec.encode_decode(frames, Fraction(25), best)
+    assert (os.sched_getscheduler(0), os.sched_getparam(0)) == policy  # SVT-AV1's real-time policy undone
     assert decoded.packed.shape == frames.packed.shape
     assert enc > 0 and dec > 0
     err = np.abs(decoded.y.astype(int) - frames.y.astype(int)).mean()

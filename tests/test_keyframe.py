@@ -1,4 +1,6 @@
 """Keyframe coding: hevc-inter's stream of IDR and predicted pictures, in the codec and on its own."""
+import os
+
 import numpy as np
 import pytest
 
@@ -91,3 +93,11 @@ def test_intra_commit_reuses_only_its_own_trial(faces):
     trial = enc.trial(faces[0], 40)
     assert enc.next_is_intra and enc.commit(faces[0], 40) == trial
     assert enc.commit(faces[1], 40) == keyframe.encode(faces[1], "av1", 40) != trial  # another picture: coded
+
+
+def test_av1_keyframes_leave_the_scheduling_policy_alone(faces):
+    """SVT-AV1 moves the thread that opens an encoder to real-time scheduling when it may (as root): the
+    codec puts it back, so an encoder never keeps other processes off its core."""
+    before = os.sched_getscheduler(0), os.sched_getparam(0)
+    keyframe.encode(faces[0], "av1", 40)
+    assert (os.sched_getscheduler(0), os.sched_getparam(0)) == before

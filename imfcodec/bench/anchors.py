@@ -9,7 +9,6 @@ around them. Encoders and decoders run single-threaded so that fps compare acros
 from __future__ import annotations
 
 import io
-import os
 import time
 from dataclasses import dataclass
 from fractions import Fraction
@@ -18,10 +17,8 @@ import av
 import numpy as np
 
 from ..errors import UserError
+from ..svt import own_scheduling
 from .clip import Yuv420
-
-# SVT-AV1 prints its whole configuration to stderr unless told to report errors only.
-os.environ.setdefault("SVT_LOG", "1")
 
 
 @dataclass(frozen=True)
@@ -37,7 +34,7 @@ class Codec:
         """The elementary stream of the frames at CRF `setting`."""
         buf = io.BytesIO()
         try:
-            with av.open(buf, "w", format=self.fmt) as c:
+            with own_scheduling(), av.open(buf, "w", format=self.fmt) as c:
                 s = c.add_stream(self.encoder, rate=Fraction(fps))
                 s.width, s.height, s.pix_fmt = frames.width, frames.height, "yuv420p"
                 s.codec_context.thread_count = 1

@@ -21,10 +21,12 @@ def info(src, as_json):
         return
     t = Table(title=src, show_header=False)
     for k in ("frames", "fps_rational", "width", "height", "source_width", "source_height", "resize", "dm",
-              "token_codec", "keyframe_codec", "keyframe_quality", "keyframes", "keyframe_interval",
+              "token_codec", "token_rate", "token_qstep", "keyframe_codec", "keyframe_quality", "keyframes", "keyframe_interval",
               "bytes_total", "bytes_keyframe", "bytes_tokens", "bytes_adapt", "bytes_container", "bpp_total",
               "bpp_tokens",
               "kbps", "model_id", "version"):
+        if k not in d:
+            continue  # a setting of another token codec
         v = d[k]
         t.add_row(k, f"{v:.6f}" if isinstance(v, float) else str(v))
     Console().print(t)

@@ -46,6 +46,17 @@ THRESHOLDS = np.array([math.isqrt(a * b) for a, b in zip(_SCALES, _SCALES[1:])],
 #: (0.0165 there, benchmarks/token_bits.md), and the spread of the shipped E_T's tokens, the first token's scale.
 DEFAULT_QSTEP = 0.016
 DEFAULT_FIRST_SCALE = 0.3
+BITS_PER_DOUBLING = 0.6
+
+
+def expected_bits(qstep: float) -> float:
+    """Bits a token value is expected to take at step qstep before any is coded (see the method)."""
+    return max(0.5, 2.0 - BITS_PER_DOUBLING * math.log2(qstep / DEFAULT_QSTEP))
+
+
+def step_for_bits(bits: float) -> float:
+    """The step at which a value is expected to take bits bits (expected_bits' inverse, above 0.5)."""
+    return DEFAULT_QSTEP * 2 ** ((2.0 - max(bits, 0.5)) / BITS_PER_DOUBLING)
 
 
 def scale_index(scale: np.ndarray, num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -92,9 +103,9 @@ class PredictiveCoder(TokenCoder):
         return PARAMS.pack(VERSION, self.qstep, self.momentum, self.first_j)
 
     def expected_bits(self) -> float:
-        """About 2 bits a value at the default step on held-out talking heads (benchmarks/token_bits.md),
-        a bit more for each halving of the step."""
-        return max(0.5, 2.0 + math.log2(DEFAULT_QSTEP / self.qstep))
+        """About 2 bits a value at the default step on held-out talking heads, and 0.6 bits fewer for each
+        doubling of the step (benchmarks/token_bits.md: 0.4 to 0.75 between steps 0.007 and 0.04)."""
+        return expected_bits(self.qstep)
 
     def reset(self) -> None:
         self._hist: list[np.ndarray] = []          # the last two decoded q of the segment, newest last

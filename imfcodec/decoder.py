@@ -26,7 +26,7 @@ from .pipes import Y4mWriter, is_pipe, output
 from .reader import Segments, open_chunks
 from .runtime import pick_device, resolve_model
 from .video_io import RESIZE_POLICIES, VideoWriter, source_size, to_source
-from entropy import CODEC_IDS
+from entropy import CODEC_IDS, ZfpCoder, coder_from_header
 
 Progress = Callable[[int, int], None]  # (frames done, frames expected or 0)
 OUTPUT_EXTENSIONS = (".mp4", ".mkv", ".y4m")
@@ -182,4 +182,16 @@ def read_info(path: str) -> dict:
         "model_id": h.model_id.hex(), "version": ".".join(map(str, version)),
         "duration_s": float(h.frames / h.fps) if h.fps else 0.0,
         "kbps": size * 8 / 1000 / float(h.frames / h.fps) if h.frames else 0.0,
+        **_token_setting(h),
     }
+
+
+def _token_setting(h: bs.Header) -> dict:
+    """The token coder's setting the header stores: ZFP's rate or the predictive coder's step."""
+    if h.token_codec not in (CODEC_IDS["zfp"], CODEC_IDS["predictive"]):
+        return {}
+    try:
+        c = coder_from_header(h.token_codec, h.dm, h.token_params)
+    except ValueError:
+        return {}
+    return {"token_rate": c.rate} if isinstance(c, ZfpCoder) else {"token_qstep": c.qstep}

@@ -22,7 +22,7 @@ from .keyplan import Planner
 from .model import IMF, Reference
 from .options import DEFAULT_KEYFRAME_INTERVAL, EncodeOptions
 from .pipes import is_pipe, output, read_stream
-from .ratecontrol import RateControl, Tally
+from .ratecontrol import RateControl, Tally, token_step
 from .runtime import pick_device, resolve_guess, resolve_model, shipped_prior_path
 from .video_io import RESIZE_POLICIES, probe, read_frames, to_model
 from entropy import CODEC_IDS, TokenCoder, make_coder
@@ -257,10 +257,11 @@ class Encoder:
             self.tally.adapt_bytes += len(payload)
 
 
-def _coder(opts: EncodeOptions, dm: int) -> TokenCoder:
-    """The token coder the options ask for (a learned one with the shipped prior for dm)."""
-    kw = {"rate": opts.zfp_rate} if opts.token_codec == "zfp" else \
-        ({"qstep": opts.qstep} if opts.qstep is not None else {})
+def _coder(opts: EncodeOptions, dm: int, pixels: int) -> TokenCoder:
+    """The token coder the options ask for (a learned one with the shipped prior for dm); under a rate
+    target the predictive coder's step suits it (ratecontrol.token_step)."""
+    step = opts.qstep if opts.qstep is not None else token_step(opts, dm, pixels)
+    kw = {"rate": opts.zfp_rate} if opts.token_codec == "zfp" else ({"qstep": step} if step is not None else {})
     if opts.token_codec == "learned":
         kw["prior"] = shipped_prior_path(dm)
     try:
@@ -286,7 +287,7 @@ def encode_file(src: str, dst: str, opts: EncodeOptions, progress: Progress | No
     dm = model.cfg.dm
     guess = resolve_guess(opts.token_guess, lm, device)
     opts = opts.at_frame_rate(info.fps, size, size)
-    coder = _coder(opts, dm)
+    coder = _coder(opts, dm, size * size)
     header = bs.Header(frames=0, fps=info.fps, src_width=info.width, src_height=info.height, width=size,
                        height=size, resize=RESIZE_POLICIES[opts.resize], dm=dm, model_id=lm.model_id,
                        keyframe_codec=bs.KEYFRAME_CODECS[opts.keyframe_codec],

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import bitstream as bs
 from . import keyframe
-from entropy import TokenCoder
+from entropy import TokenCoder, predictive
 
 if TYPE_CHECKING:
     from .options import EncodeOptions
@@ -26,6 +26,22 @@ if TYPE_CHECKING:
 #: advance. Without it, dagan-driving (eval, realtime preset, --bitrate 4k) ended 2% over its budget: its last
 #: segment's tokens cost more than the mean of those before.
 TOKEN_MARGIN = 1.25
+#: Under a rate target, the share of it the predictive coder's tokens may expect to take: below it the step
+#: is coarsened (at most MAX_STEP_FACTOR times the default), so low targets leave keyframes something.
+TOKEN_SHARE = 0.5
+MAX_STEP_FACTOR = 4.0
+
+
+def token_step(opts: "EncodeOptions", dm: int, pixels: int) -> float | None:
+    """The predictive coder's step for a file under a rate target of frames of pixels pixels: the default,
+    or coarser where its tokens would take more than TOKEN_SHARE of the target (None: the coder's default,
+    also when the step is given or the codec is another)."""
+    if opts.token_codec != "predictive" or opts.qstep is not None or not opts.target_bpp:
+        return None
+    bits = TOKEN_SHARE * opts.target_bpp * pixels / dm  # a value's share
+    if bits >= predictive.expected_bits(predictive.DEFAULT_QSTEP):
+        return None
+    return min(predictive.step_for_bits(bits), MAX_STEP_FACTOR * predictive.DEFAULT_QSTEP)
 
 
 @dataclass

@@ -5,7 +5,7 @@ import functools
 import numpy as np
 import pytest
 
-from imfcodec.codec import encode_file
+from imfcodec.codec import encode_file, read_info
 from imfcodec.video_io import probe
 
 from tests.conftest import enc_opts, keyframe_indices
@@ -102,3 +102,16 @@ def test_bitrate_with_predictive_tokens_in_low_delay(rate_run, clip):
     ladder(run, "p", least.bpp_total * 1.05, free.bpp_total * 1.1, fps, pix)
     keys = [len(keyframe_indices(rate_run.path(f"p{k}.imf"))) for k in range(3)]
     assert keys[0] < keys[-1]  # the lowest rate affords fewer refreshes
+
+
+def test_a_low_target_coarsens_the_predictive_token_step(rate_run):
+    """Where the predictive coder's tokens would take more than half a rate target at its default step, the
+    file's step is coarser (in its header, so any decoder reads it) and its tokens cost fewer bytes; at a
+    target that leaves them room, the default step."""
+    run = functools.partial(rate_run, position="start", token_codec="predictive")
+    free, _ = run("free.imf")
+    roomy, _ = run("roomy.imf", target_bpp=free.bpp_total * 1.2)
+    low, _ = run("low.imf", target_bpp=free.bpp_total / 50)
+    steps = {n: read_info(str(rate_run.path(n)))["token_qstep"] for n in ("free.imf", "roomy.imf", "low.imf")}
+    assert steps["roomy.imf"] == steps["free.imf"] < steps["low.imf"]
+    assert low.bytes_tokens < free.bytes_tokens

@@ -4,7 +4,6 @@ from __future__ import annotations
 import click
 
 from imfcodec.bench.anchors import ANCHORS
-from imfcodec.bench.runner import Job, run
 from imfcodec.errors import UserError
 from imfcodec.options import parse_bitrate
 
@@ -70,6 +69,8 @@ def rd_curve(src, outdir, dm, token_codec, rates, qsteps, preset, refine, max_bp
              vtm_cfg, vtm_qp, dcvc_dc, dcvc_dc_frames, frames, size):
     """Measure rate (bpp) against quality (PSNR-RGB, PSNR-Y, MS-SSIM, LPIPS when available) for imfcodec
     and the anchors on SRC clips, with BD-rates, plots and a report."""
+
+    from imfcodec.bench.runner import Job, run  # here: plotting and the metrics would slow every command's start
 
     def job() -> Job:
         return Job(list(src), outdir, size=size, frames=frames, anchors=_items(anchors, str, "--anchors"),

@@ -24,3 +24,11 @@ def test_training_does_not_import_the_codec_pipeline():
     pipeline = {"imfcodec.codec", "imfcodec.encoder", "imfcodec.decoder", "imfcodec.reader", "imfcodec.keyplan",
                 "imfcodec.ratecontrol", "imfcodec.bitstream"}
     assert not mods & pipeline
+
+
+
+def test_the_command_line_starts_without_plotting_or_benchmark_code():
+    """Every command's start pays for what cli.main imports: rd-curve's plots and metrics load with it."""
+    mods = imported_after("import cli.main")
+    assert "cli.rd_curve" in mods and not {m for m in mods if m.split(".")[0] == "matplotlib"}
+    assert "imfcodec.bench.runner" not in mods

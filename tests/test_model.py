@@ -88,3 +88,17 @@ def test_token_flow_starts_as_identity_and_moves_frames_once_trained():
         m.flow.mlp[-1].bias.fill_(0.25)
         after = m.synthesize(tokens, cache)
     assert (after - before).abs().mean() > 1e-3
+
+
+@pytest.mark.parametrize("upsample", [False, True])
+def test_modulated_conv_unfused_is_the_same_function(upsample):
+    """The fast path's form (input scaled by the style, output by the demodulation, one convolution of the
+    batch) gives the grouped form's output to float rounding."""
+    torch.manual_seed(0)
+    conv = ModulatedConv2d(8, 12, 3, 16, upsample=upsample)
+    x, style = torch.randn(3, 8, 6, 6), torch.randn(3, 16)
+    with torch.no_grad():
+        grouped = conv(x, style)
+        conv.fused = False
+        batched = conv(x, style)
+    assert batched.shape == grouped.shape and torch.allclose(batched, grouped, atol=1e-5)

@@ -110,6 +110,10 @@ def by_preset(field: str) -> str:
              "Which frames the quality check synthesises: every frame, or the last of each batch "
              "(all of a batch whose last frame fails): one synthesis a batch."
 ),
+    searched("--hold/--no-hold", "hold", bool,
+             "With --keyframe-position start: frames the decoder shows better as their keyframe, repeated, "
+             "than synthesised (by the quality check's PSNR; per batch with --keyframe-check batch) are sent "
+             "as held frames, without tokens (makes a 6.0 file)."),
     searched("--refine", "refine_steps", click.IntRange(0, 10000),
              "Token refinement steps per frame (gradient steps through the decoder, each a forward and "
              "backward pass; 0 = off)."),

@@ -58,14 +58,31 @@ class Analysis:
 
     def psnr(self, x: torch.Tensor, t: torch.Tensor, ref: Reference) -> torch.Tensor:
         """PSNR (dB, RGB) of each frame of x as tokens t rebuild it from ref."""
-        mse = (self.synth.synthesize(t, ref).clamp(0, 1) - x).pow(2).mean(dim=(1, 2, 3))
-        return -10 * torch.log10(mse.clamp_min(1e-10))
+        return _psnr(self.synth.synthesize(t, ref), x)
 
     def below(self, x: torch.Tensor, t: torch.Tensor, ref: Reference) -> list[bool]:
         """Which frames of x tokens t rebuild from ref below the keyframe threshold (none when it is off)."""
-        if not self.keyframe_psnr:
-            return [False] * len(x)
-        if self.keyframe_check == "batch" and len(x) > 1 and \
-                not bool(self.psnr(x[-1:], t[-1:], ref)[0] < self.keyframe_psnr):
-            return [False] * len(x)  # the batch's last frame, furthest from the reference, passes
-        return (self.psnr(x, t, ref) < self.keyframe_psnr).tolist()
+        return self.check(x, t, ref)[0]
+
+    def check(self, x: torch.Tensor, t: torch.Tensor, ref: Reference,
+              hold: bool = False) -> tuple[list[bool], list[bool]]:
+        """The quality check of frames x, tokens t against ref: which frames are rebuilt below the keyframe
+        threshold, and (hold) which the decoder shows better as ref's own picture, repeated, than
+        synthesised (PSNR against the frame at least the synthesis's). With the batch check, a batch whose
+        last frame, the furthest from the reference, passes is judged by it alone: held whole or not."""
+        n, thr = len(x), self.keyframe_psnr
+        if not thr and not hold:
+            return [False] * n, [False] * n
+        if self.keyframe_check == "batch" and n > 1:
+            last = self.psnr(x[-1:], t[-1:], ref)
+            if not (thr and bool(last[0] < thr)):
+                return [False] * n, [hold and bool(_psnr(ref.image, x[-1:])[0] >= last[0])] * n
+        p = self.psnr(x, t, ref)
+        low = (p < thr).tolist() if thr else [False] * n
+        return low, ((_psnr(ref.image, x) >= p).tolist() if hold else [False] * n)
+
+
+def _psnr(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """PSNR (dB, RGB) of each frame of x as y (a batch, or one frame for all) shows it."""
+    mse = (y.clamp(0, 1) - x).pow(2).mean(dim=(1, 2, 3))
+    return -10 * torch.log10(mse.clamp_min(1e-10))

@@ -4,7 +4,8 @@
     chunk  = type (4 ASCII bytes) | length u32 | payload | crc32 u32   (CRC-32 over type, length, payload)
 
 All integers little-endian. The first chunk is HEAD; KEYF chunks start reference segments; TOKN chunks
-carry coded tokens; ADPT chunks (3.x) carry decoder offsets for the frames after them; END closes
+carry coded tokens; ADPT chunks (3.x) carry decoder offsets for the frames after them; HOLD chunks (6.x)
+show frames as their segment's keyframe, with no tokens; END closes
 the file (a file without it is truncated). A 4.x file may be a stream written as it was coded: its header
 may say the frame count is unknown, and its END chunk holds the count.
 """
@@ -28,10 +29,13 @@ VERSION = (2, 0)        # what files without decoder adaptation are written as, 
 ADAPT_VERSION = (3, 0)  # files with ADPT chunks
 STREAM_VERSION = (4, 0)  # streams written to a pipe: the header's frame count may be unknown, END holds it
 INTER_VERSION = (5, 0)  # files whose keyframes are one inter-coded stream (keyframe codec hevc-inter)
-READS = (1, 2, 3, 4, 5)  # major versions this decoder reads: each adds to the one before (bitstream_spec.md)
+HOLD_VERSION = (6, 0)  # files that may hold HOLD chunks: frames shown as their segment's keyframe
+READS = (1, 2, 3, 4, 5, 6)  # major versions this decoder reads: each adds to the one before (bitstream_spec.md)
 UNKNOWN_FRAMES = 0xFFFFFFFF  # a 4.x header's frame count when the stream's length was not known
-HEAD, KEYF, TOKN, ADPT, END = b"HEAD", b"KEYF", b"TOKN", b"ADPT", b"END "
-CHUNK_TYPES = (HEAD, KEYF, TOKN, ADPT, END)
+HEAD, KEYF, TOKN, ADPT, HOLD, END = b"HEAD", b"KEYF", b"TOKN", b"ADPT", b"HOLD", b"END "
+CHUNK_TYPES = (HEAD, KEYF, TOKN, ADPT, HOLD, END)
+#: The first major version of each chunk type that not every version has.
+SINCE = {ADPT: ADAPT_VERSION[0], HOLD: HOLD_VERSION[0]}
 MAX_CHUNK = 1 << 28       # 256 MiB: no legitimate chunk is larger
 MAX_DIM = 16384
 MAX_FRAMES = 1 << 30
@@ -116,6 +120,20 @@ def unpack_tokens(payload: bytes) -> tuple[int, int, bytes]:
     if count == 0:
         raise BitstreamError("token chunk with no frames")
     return first, count, payload[_TOKN_HEAD:]
+
+
+def pack_hold(first_frame: int, count: int) -> bytes:
+    return struct.pack(_TOKN_FMT, first_frame, count)
+
+
+def unpack_hold(payload: bytes) -> tuple[int, int]:
+    """A HOLD chunk's first frame and count (at least 1): frames shown as their segment's keyframe."""
+    if len(payload) != _TOKN_HEAD:
+        raise BitstreamError(f"corrupt HOLD chunk: {len(payload)} bytes, a HOLD chunk has {_TOKN_HEAD}")
+    first, count = struct.unpack(_TOKN_FMT, payload)
+    if count == 0:
+        raise BitstreamError("corrupt HOLD chunk: it holds no frames")
+    return first, count
 
 
 def coded_size(c: "Chunk") -> int:
@@ -261,7 +279,7 @@ def read_chunks(f: BinaryIO, size: int | None) -> Iterator[Chunk]:
             raise BitstreamError(f"truncated .imf file: {name} is cut short")
         if zlib.crc32(head + payload) != struct.unpack("<I", crc)[0]:
             raise BitstreamError(f"CRC mismatch in {name}: the file is corrupt")
-        if ctype not in CHUNK_TYPES or (ctype == ADPT and ver[0] < ADAPT_VERSION[0]):
+        if ctype not in CHUNK_TYPES or ver[0] < SINCE.get(ctype, 0):
             raise BitstreamError(f"unknown chunk type in {name}")
         chunk = Chunk(ctype, payload, offset, index, ver)
         if index == 0 and ctype != HEAD:

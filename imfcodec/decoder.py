@@ -40,12 +40,15 @@ class DecodeResult:
 
 
 def decode_tokens(path: str) -> np.ndarray:
-    """All tokens of a file in frame order (keyframe rows are NaN): what the decoder feeds the model."""
+    """All tokens of a file in frame order (keyframe and held frames' rows are NaN): what the decoder feeds
+    the model."""
     seg = Segments(path)
     rows = []
     for kind, _, val in seg:
-        if kind in ("key", "tokens"):
-            rows.append(np.full((1, seg.header.dm), np.nan, np.float32) if kind == "key" else val)
+        if kind in ("key", "hold"):
+            rows.append(np.full((1 if kind == "key" else val, seg.header.dm), np.nan, np.float32))
+        elif kind == "tokens":
+            rows.append(val)
     return np.concatenate(rows) if rows else np.zeros((0, seg.header.dm), np.float32)
 
 
@@ -57,7 +60,7 @@ def repeat_keyframes(path: str) -> np.ndarray:
         if kind == "ref":
             img = val
         elif kind != "adapt":
-            frames += [img] * (len(val) if kind == "tokens" else 1)
+            frames += [img] * (len(val) if kind == "tokens" else val if kind == "hold" else 1)
     return np.stack(frames)
 
 
@@ -77,13 +80,13 @@ def _model_for(src: str, h: bs.Header, opts: DecodeOptions) -> tuple[IMF, torch.
 
 def _synthesise(seg: Segments, model: IMF, device: torch.device, batch: int, adapter: adapt.Adapter,
                 emit: Callable[[list[np.ndarray]], None], synthesis: str = "exact") -> None:
-    """Every frame of seg, in order, to emit: keyframes as decoded, the others synthesised from tokens (by
-    imfcodec.fast's path with synthesis "fast")."""
+    """Every frame of seg, in order, to emit: keyframes as decoded, held frames as their keyframe, the others
+    synthesised from tokens (by imfcodec.fast's path with synthesis "fast")."""
     synth = synthesis_for(model, synthesis, device)
-    ref = None
+    ref = picture = None
     for kind, idx, val in seg:
         if kind == "ref":
-            ref = model.reference(to_tensor([val], device))
+            ref, picture = model.reference(to_tensor([val], device)), val
         elif kind == "adapt":
             scheme, q, step = val
             if len(q) != adapt.count(model, scheme):
@@ -92,6 +95,8 @@ def _synthesise(seg: Segments, model: IMF, device: torch.device, batch: int, ada
             adapter.set(adapt.dequantize(q, step))
         elif kind == "key":
             emit([val])
+        elif kind == "hold":
+            emit([picture] * val)
         else:
             toks = torch.from_numpy(val)
             for i in range(0, len(toks), batch):

@@ -96,6 +96,12 @@ class Encoder:
         if advance:
             self.advance(1)
 
+    def put_hold(self, start: int, n: int) -> None:
+        """Write frames start to start + n - 1 as held: the decoder shows their keyframe."""
+        self.w.chunk(bs.HOLD, bs.pack_hold(start, n))
+        if self.opts.keep_tokens:
+            self.kept.append(np.full((n, self.header.dm), np.nan, np.float32))
+
     def put_tokens(self, start: int, toks: list[torch.Tensor]) -> None:
         """Write the token batches toks, frames start on, as one chunk."""
         t = torch.cat(toks) if toks else None
@@ -136,23 +142,38 @@ class Encoder:
             return True
 
         def flush() -> None:
+            """Code the pending frames: runs of tokens and of held frames, and a keyframe where the quality
+            check fails (the frames after it redone against it)."""
             nonlocal pending, first
-            toks: list[torch.Tensor] = []
+            run: list[torch.Tensor | None] = []  # frames from `first` not yet written: token rows, None if held
+
+            def close() -> None:
+                nonlocal first, run
+                if run and run[0] is None:
+                    self.put_hold(first, len(run))
+                elif run:
+                    self.put_tokens(first, [torch.cat(run)])
+                first, run = first + len(run), []
+
             i = 0
             while i < len(pending):
                 x = a.tensor(pending[i:i + o.batch])
                 t = a.tokens(x, ref)
-                low = a.below(x, t, ref)
+                low, held = a.check(x, t, ref, o.hold)
                 j = low.index(True) if any(low) else len(x)
-                toks.append(t[:j].float().cpu())
+                for k in range(j):
+                    row = None if held[k] else t[k:k + 1].float().cpu()
+                    if run and (run[0] is None) != (row is None):
+                        close()
+                    run.append(row)
                 self.advance(j)
                 if j == len(x):
                     i += len(x)
                     continue
-                self.put_tokens(first, toks)
-                key(first + i + j, pending[i + j])  # the quality check's: never put off
-                first, pending, toks, i = last_key + 1, pending[i + j + 1:], [], 0
-            self.put_tokens(first, toks)
+                close()
+                key(first, pending[i + j])  # the quality check's: never put off
+                first, pending, i = last_key + 1, pending[i + j + 1:], 0
+            close()
             pending = []
 
         def serves(n: int) -> int:
@@ -303,17 +324,18 @@ def encode_file(src: str, dst: str, opts: EncodeOptions, progress: Progress | No
                   for img in (source or read_frames(src, max_frames=opts.max_frames)))
         return enc.stream(frames) if opts.keyframe_position == "start" else enc.segments(frames), enc
 
-    inter = opts.keyframe_codec == keyframe.INTER
+    holds = opts.hold and opts.keyframe_position == "start"
+    version = bs.HOLD_VERSION if holds else bs.INTER_VERSION if opts.keyframe_codec == keyframe.INTER else None
     if pipe_out:
         header.frames = bs.UNKNOWN_FRAMES
         with output(dst) as f:
-            w = bs.Writer(f, bs.INTER_VERSION if inter else bs.STREAM_VERSION, stream=True)
+            w = bs.Writer(f, version or bs.STREAM_VERSION, stream=True)
             n, enc = code(w)
             w.close(n)
         total = w.tell()
     else:
         with atomic_output(dst) as tmp, open(tmp, "wb") as f:
-            w = bs.Writer(f, bs.INTER_VERSION if inter else bs.ADAPT_VERSION if opts.adapts else bs.VERSION)
+            w = bs.Writer(f, version or (bs.ADAPT_VERSION if opts.adapts else bs.VERSION))
             n, enc = code(w)
             header.frames = n
             w.rewrite_header(header)

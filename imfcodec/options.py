@@ -54,6 +54,8 @@ class EncodeOptions:
     bitrate: float = 0.0                # rate target in bits per second at the source frame rate; 0: off
     adapt_steps: int = adapt.DEFAULT_ADAPT_STEPS  # per-window decoder adaptation (imfcodec.adapt); 0: off
     adapt_step: float = adapt.DEFAULT_STEP        # quantization step of its offsets
+    hold: bool = False                  # low delay: frames shown better as their keyframe than synthesised are
+                                        # sent as held (HOLD chunks, no tokens; a 6.0 file)
     keyframe_check: str = "every"       # frames the quality check synthesises: "every" one, or each batch's last
                                         # ("batch"; all of a batch whose last frame fails)
     synthesis: str = "exact"            # no-gradient syntheses (checks, planning): "exact" or "fast" (imfcodec.fast)
@@ -80,9 +82,10 @@ class EncodeOptions:
     @property
     def needs_reference(self) -> bool:
         """Whether the encoder must derive the decoder's reference from each keyframe: refinement, the PSNR
-        threshold, the keyframe search and adaptation all measure frames against it."""
+        threshold, the keyframe search, adaptation and holding frames all measure frames against it."""
         searches = self.keyframe_position == "middle" and self.keyframe_candidates > 1
-        return self.refine_steps > 0 or self.keyframe_psnr > 0 or searches or self.adapts
+        holds = self.hold and self.keyframe_position == "start"
+        return self.refine_steps > 0 or self.keyframe_psnr > 0 or searches or self.adapts or holds
 
     def validate(self) -> None:
         """UserError, in one line, for any option out of range or combination the encoder cannot honour."""

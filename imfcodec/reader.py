@@ -63,7 +63,8 @@ class Segments:
     def __iter__(self) -> Iterator[tuple[str, int, object]]:
         """Yields ('ref', index, rgb) when a keyframe arrives (it is the reference from then on), ('adapt',
         index, (scheme, offsets, step)) when decoder offsets do (for the frames from index on), and
-        ('key', index, rgb) and ('tokens', first, array) in frame order. A segment's keyframe may come after
+        ('key', index, rgb), ('tokens', first, array) and ('hold', first, count: frames shown as the
+        reference) in frame order. A segment's keyframe may come after
         frames it serves: its chunk comes first, and the frames before it follow as tokens."""
         nxt = 0
         key: tuple[int, np.ndarray] | None = None  # the current segment's keyframe, until its frame is reached
@@ -88,6 +89,11 @@ class Segments:
                 key = self._keyframe(c, name, nxt, key)
                 have_key = True
                 yield "ref", key[0], key[1]
+            elif c.ctype == bs.HOLD:
+                first, count = bs.unpack_hold(c.payload)
+                self._run(name, "held frames", first, count, nxt, key, have_key)
+                yield "hold", nxt, count
+                nxt += count
             else:
                 toks = self._tokens(c, name, nxt, key, have_key)
                 yield "tokens", nxt, toks
@@ -114,15 +120,21 @@ class Segments:
         self.coder.reset()
         return idx, img
 
+    def _run(self, name: str, what: str, first: int, count: int, nxt: int, key: tuple[int, np.ndarray] | None,
+             have_key: bool) -> None:
+        """A run of count frames from first (tokens, or held frames) must start at frame nxt, after a
+        keyframe, and stop before the pending keyframe and the file's end."""
+        if first != nxt or not have_key:
+            raise BitstreamError(f"corrupt {name}: {what} for frame {first}, expected {nxt}")
+        if first + count > (key[0] if key else self.limit):
+            raise BitstreamError(f"corrupt {name}: {what} run past "
+                                 f"{f'the keyframe at frame {key[0]}' if key else 'the last frame'}")
+
     def _tokens(self, c: bs.Chunk, name: str, nxt: int, key: tuple[int, np.ndarray] | None,
                 have_key: bool) -> np.ndarray:
         """A token chunk's tokens, which must start at frame nxt and stop before the pending keyframe."""
         first, count, payload = bs.unpack_tokens(c.payload)
-        if first != nxt or not have_key:
-            raise BitstreamError(f"corrupt {name}: tokens for frame {first}, expected {nxt}")
-        if first + count > (key[0] if key else self.limit):
-            raise BitstreamError(f"corrupt {name}: tokens run past "
-                                 f"{f'the keyframe at frame {key[0]}' if key else 'the last frame'}")
+        self._run(name, "tokens", first, count, nxt, key, have_key)
         try:
             return self.coder.decode(payload, count)
         except ValueError as e:

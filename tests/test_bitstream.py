@@ -84,10 +84,10 @@ def test_truncated_at_chunk_boundary_without_end():
 
 def test_unknown_version_and_magic():
     data = bytearray(make_file())
-    data[4] = 6
-    with pytest.raises(BitstreamError, match="unsupported .imf version 6.0"):
+    data[4] = 7
+    with pytest.raises(BitstreamError, match="unsupported .imf version 7.0"):
         parse(bytes(data))
-    for major in (1, 3, 4, 5):  # keyframes start segments, decoder offsets, streams, inter-coded keyframes
+    for major in (1, 3, 4, 5, 6):  # keyframes start segments, decoder offsets, streams, inter keyframes, holds
         data[4] = major
         parse(bytes(data))
     with pytest.raises(BitstreamError, match="bad magic"):

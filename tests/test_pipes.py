@@ -49,12 +49,14 @@ def test_pipe_round_trip_equals_the_file_path(tmp_path, y4m, tiny):
     assert piped == rec.read_bytes()  # the y4m writer for pipes writes what the file writer does
 
 
-@pytest.mark.parametrize("codec, version", [("av1", 4), ("hevc-inter", 5)])
-def test_stream_file_reads_like_any_file(tmp_path, y4m, tiny, codec, version):
-    """A stream is 4.0, or 5.0 with keyframes of one inter-coded stream (the realtime preset's)."""
+@pytest.mark.parametrize("codec, hold, version", [("av1", "--no-hold", 4), ("hevc-inter", "--no-hold", 5),
+                                                 ("av1", "--hold", 6), ("hevc-inter", "--hold", 6)])
+def test_stream_file_reads_like_any_file(tmp_path, y4m, tiny, codec, hold, version):
+    """A stream is 4.0, 5.0 with keyframes of one inter-coded stream, 6.0 when it may hold frames (the
+    realtime preset's)."""
     out = tmp_path / "stream.imf"
     with open(out, "wb") as f:
-        args = [*encode_args(tiny), "--keyframe-codec", codec]
+        args = [*encode_args(tiny), "--keyframe-codec", codec, hold]
         assert imfcodec("encode", y4m, "-o", "-", *args, stdout=f).wait(timeout=300) == 0
     data = out.read_bytes()
     assert data[4:6] == bytes([version, 0])

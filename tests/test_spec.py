@@ -9,7 +9,8 @@ import constriction
 import numpy as np
 import zfpy
 
-from imfcodec.codec import EncodeOptions, decode_tokens, encode_file
+from imfcodec.codec import DecodeOptions, EncodeOptions, decode_file, decode_tokens, encode_file
+from imfcodec.decoder import repeat_keyframes
 
 SPEC = Path(__file__).resolve().parents[1] / "bitstream_spec.md"
 SIZES = {"u8": "B", "i8": "b", "u16": "H", "u32": "I", "f32": "f"}
@@ -45,7 +46,7 @@ def read_fields(rows, data: bytes, lengths: dict | None = None) -> dict:
 def spec_chunks(data: bytes):
     layout = spec_table("File layout")
     assert layout[:3] == [("magic", "bytes[4]"), ("major version", "u8"), ("minor version", "u8")]
-    assert data[:4] == b"IMFC" and data[4] in (2, 3, 4, 5)
+    assert data[:4] == b"IMFC" and data[4] in (2, 3, 4, 5, 6)
     text = SPEC.read_text().split("Every chunk:", 1)[1]
     assert "| type | bytes[4] |" in text and "| length | u32 |" in text and "| crc | u32 |" in text
     at = 6
@@ -208,3 +209,30 @@ def test_spec_reader_parses_a_stream(tmp_path, clip, tiny):
     assert read_fields(spec_table("END payload"), chunks[-1][1])["frames"] == 12
     counts = [read_fields(spec_table("TOKN payload"), c[1])["count"] for c in chunks[2:-1]]
     assert counts == [4, 4, 3]
+
+
+def test_spec_reader_parses_held_frames(tmp_path, clip, tiny):
+    """--hold in low delay: the untrained network rebuilds noise, so every frame but the keyframes is held
+    (the keyframe shows it better); HOLD chunks carry the runs, and they decode as the keyframes."""
+    out = tmp_path / "h.imf"
+    r = encode_file(str(clip), str(out), EncodeOptions(weights=str(tiny), allow_untrained=True, keyframe_psnr=0,
+                                                       keyframe_position="start", keyframe_interval=5, hold=True,
+                                                       refine_steps=0, keep_tokens=True, chunk_frames=4))
+    data = out.read_bytes()
+    assert data[4] == 6
+    chunks = list(spec_chunks(data))
+    kinds = [c[0] for c in chunks]
+    assert b"TOKN" not in kinds and r.bytes_tokens == 0
+    held, keys = [], []
+    for ctype, payload in chunks:
+        if ctype == b"HOLD":
+            h = read_fields(spec_table("HOLD payload"), payload)
+            held += range(h["first_frame"], h["first_frame"] + h["count"])
+        elif ctype == b"KEYF":
+            keys.append(read_fields(spec_table("KEYF payload"), payload)["frame"])
+    assert keys == [0, 5, 10] and sorted(held + keys) == list(range(12))
+    rep = repeat_keyframes(str(out))
+    dec = np.stack(decode_file(str(out), None, DecodeOptions(weights=str(tiny), allow_untrained=True),
+                               keep_frames=True).frames_rgb)
+    assert np.array_equal(dec, rep) and np.array_equal(dec[1], dec[0])
+    assert np.isnan(decode_tokens(str(out))).all() and np.isnan(r.tokens).all()

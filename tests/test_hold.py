@@ -1,0 +1,84 @@
+"""Held frames: in low delay, frames the keyframe shows better than the synthesis are sent as HOLD chunks
+(no tokens); a decoder shows them as their keyframe, and refuses HOLD chunks that break the rules."""
+import io
+
+import numpy as np
+import pytest
+
+from imfcodec import bitstream as bs
+from imfcodec.codec import DecodeOptions, EncodeOptions, decode_file, encode_file, read_info
+from imfcodec.errors import BitstreamError
+from imfcodec.presets import ignored, preset_options
+from tests.conftest import with_version
+
+
+def _opts(tiny, **kw) -> EncodeOptions:
+    kw = {"keyframe_psnr": 0, "keyframe_position": "start", "keyframe_interval": 5, "refine_steps": 0,
+          "chunk_frames": 4, **kw}
+    return EncodeOptions(weights=str(tiny), allow_untrained=True, **kw)
+
+
+@pytest.fixture
+def held(tmp_path, clip, tiny):
+    out = tmp_path / "held.imf"
+    encode_file(str(clip), str(out), _opts(tiny, hold=True))
+    return out
+
+
+def _decode(path, tiny) -> np.ndarray:
+    return np.stack(decode_file(str(path), None, DecodeOptions(weights=str(tiny), allow_untrained=True),
+                                keep_frames=True).frames_rgb)
+
+
+def _rebuild(src, dst, edit) -> None:
+    """dst: src's chunks, each (type, payload) passed through edit (None drops it), written afresh."""
+    data = src.read_bytes()
+    f = io.BytesIO()
+    w = bs.Writer(f, (data[4], data[5]))
+    for c in bs.read_chunks(io.BytesIO(data), len(data)):
+        if c.ctype == bs.END:
+            w.chunk(bs.END, c.payload)
+            break
+        for ctype, payload in edit(c.ctype, c.payload) or []:
+            w.chunk(ctype, payload)
+    dst.write_bytes(f.getvalue())
+
+
+def test_held_frames_cost_no_tokens_and_decode_as_their_keyframe(held, tmp_path, clip, tiny):
+    plain = tmp_path / "plain.imf"
+    p = encode_file(str(clip), str(plain), _opts(tiny))
+    info = read_info(str(held))
+    assert info["version"] == "6.0" and read_info(str(plain))["version"] == "2.0"
+    assert info["bytes_tokens"] == 0 < p.bytes_tokens and info["frames"] == 12
+    out = _decode(held, tiny)
+    for k, frames in ((0, range(1, 5)), (5, range(6, 10)), (10, range(11, 12))):
+        for i in frames:
+            assert np.array_equal(out[i], out[k])
+
+
+def test_hold_needs_low_delay_and_says_so():
+    opts = preset_options("balanced", hold=True)
+    assert any(line.startswith("--hold has no effect") for line in ignored(opts, {"hold"}))
+    assert preset_options("realtime").hold
+
+
+def test_hold_chunk_before_6x_is_an_unknown_chunk(held, tmp_path, tiny):
+    bad = with_version(held, tmp_path / "v5.imf", 5)
+    with pytest.raises(BitstreamError, match="unknown chunk type"):
+        _decode(bad, tiny)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t, p: [(t, p + b"x")] if t == bs.HOLD else [(t, p)], "HOLD chunk: 7 bytes"),
+    (lambda t, p: [(t, bs.pack_hold(bs.unpack_hold(p)[0], 0))] if t == bs.HOLD else [(t, p)], "holds no frames"),
+    (lambda t, p: [(t, bs.pack_hold(bs.unpack_hold(p)[0] + 1, bs.unpack_hold(p)[1]))] if t == bs.HOLD
+     else [(t, p)], "held frames for frame"),
+    (lambda t, p: [(t, bs.pack_hold(bs.unpack_hold(p)[0], 60000))] if t == bs.HOLD else [(t, p)], "run past"),
+    (lambda t, p: [(bs.HOLD, bs.pack_hold(0, 1)), (t, p)] if t == bs.KEYF and bs.unpack_keyframe(p)[0] == 0
+     else [(t, p)], "held frames for frame 0"),
+])
+def test_hostile_hold_chunks_are_refused(held, tmp_path, tiny, edit, message):
+    bad = tmp_path / "bad.imf"
+    _rebuild(held, bad, edit)
+    with pytest.raises(BitstreamError, match=message):
+        _decode(bad, tiny)

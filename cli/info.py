@@ -21,7 +21,8 @@ def info(src, as_json):
         return
     t = Table(title=src, show_header=False)
     for k in ("frames", "fps_rational", "width", "height", "source_width", "source_height", "resize", "dm",
-              "token_codec", "token_rate", "token_qstep", "keyframe_codec", "keyframe_quality", "keyframes", "keyframe_interval",
+              "token_codec", "token_rate", "token_qstep",
+              "keyframe_codec", "keyframe_quality", "keyframes", "keyframe_interval",
               "bytes_total", "bytes_keyframe", "bytes_tokens", "bytes_adapt", "bytes_container", "bpp_total",
               "bpp_tokens",
               "kbps", "model_id", "version"):

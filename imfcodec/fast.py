@@ -5,7 +5,8 @@ keyframe planning) spend nearly all their time in :meth:`IMF.synthesize`. On two
 plain float32 synthesis costs about 70 ms a frame on one thread (batch 8), of which (each module timed
 alone) the frame decoder's convolutions take about 40 %, the 1/8-scale cross-attention (1024 queries over
 1024 keys, values 480 wide) about 27 %, the transformer blocks 25 % and the token decoder 10 %; this path
-brings it to about 44 ms (``benchmarks/speed.py --profile`` shows the pipeline's stages). Three changes, none touching the weights or the bitstream:
+brings it to about 44 ms (``benchmarks/speed.py --profile`` shows the pipeline's stages). Three changes, none
+touching the weights or the bitstream:
 
 * **Local attention at 1/8.** The shipped network's 1/8 cross-attention is local: on the four eval
   clips 99.99 % of every query's weight falls on the 5x5 reference positions around its own (the token

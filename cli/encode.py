@@ -148,9 +148,13 @@ def encode(ctx, src, dst, preset, **kw):
         console.print(f"[yellow]warning:[/] {line}", highlight=False, soft_wrap=True)
     with progress_bar("encode", quiet or as_json) as cb:
         r = run_guarded(encode_file, src, dst, opts, cb)
+    if r.over_cap:
+        console.print(f"[yellow]warning:[/] {dst} is {r.bpp_total / r.cap_bpp - 1:.0%} over the rate asked for: "
+                      f"its first keyframe at the codec's highest CRF and its tokens need more",
+                      highlight=False, soft_wrap=True)
     summary = {"frames": r.frames, "bytes_total": r.bytes_total, "bytes_keyframe": r.bytes_keyframe,
                "bytes_tokens": r.bytes_tokens, "bytes_adapt": r.bytes_adapt, "bpp_total": r.bpp_total,
-               "bpp_tokens": r.bpp_tokens, "preset": preset,
+               "bpp_tokens": r.bpp_tokens, "over_target": r.over_cap, "preset": preset,
                "seconds": r.seconds, "output": dst}
     if as_json:
         print_json(summary)

@@ -42,6 +42,13 @@ class EncodeResult:
     seconds: float
     tokens: np.ndarray | None = None
     bytes_adapt: int = 0    # ADPT payloads (decoder offsets)
+    cap_bpp: float = 0.0    # the rate cap or target it was coded to (0: none)
+
+    @property
+    def over_cap(self) -> bool:
+        """Whether the file is over its cap or target: the keyframes at the codec's highest CRF and the
+        tokens at their coarsest step could not fit in it."""
+        return bool(self.cap_bpp) and self.bpp_total > self.cap_bpp
 
     @property
     def bpp_total(self) -> float:
@@ -345,4 +352,4 @@ def encode_file(src: str, dst: str, opts: EncodeOptions, progress: Progress | No
     tl, kept = enc.tally, enc.kept
     tokens = np.concatenate(kept) if kept else (np.zeros((0, dm), np.float32) if opts.keep_tokens else None)
     return EncodeResult(n, size, size, total, tl.key_bytes, tl.token_bytes, time.time() - t0, tokens,
-                        tl.adapt_bytes)
+                        tl.adapt_bytes, opts.cap_bpp)

@@ -1,6 +1,7 @@
 """Rate control: a rate cap raises keyframe CRFs only where needed, a rate target spends the rate, a
 bitrate is a rate target."""
 import functools
+import json
 
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ import pytest
 from imfcodec.codec import encode_file, read_info
 from imfcodec.video_io import probe
 
-from tests.conftest import enc_opts, keyframe_indices
+from tests.conftest import cli, enc_opts, keyframe_indices
 
 
 @pytest.fixture
@@ -33,6 +34,7 @@ def test_rate_cap_raises_keyframe_crf_only_when_needed(rate_run, position, tmp_p
     assert capped.bpp_total <= cap and capped.bytes_tokens == free.bytes_tokens
     assert free.bytes_keyframe > capped.bytes_keyframe > smallest.bytes_keyframe
     hopeless, _ = run("hopeless.imf", max_bpp=smallest.bpp_total / 2)  # beyond reach: the codec's smallest
+    assert hopeless.over_cap and not capped.over_cap and not free.over_cap
     if position == "middle":
         assert hopeless.bytes_keyframe == smallest.bytes_keyframe
     else:  # low delay puts off the refreshes the cap cannot pay for: the first keyframe alone, at CRF 63
@@ -115,3 +117,14 @@ def test_a_low_target_coarsens_the_predictive_token_step(rate_run):
     steps = {n: read_info(str(rate_run.path(n)))["token_qstep"] for n in ("free.imf", "roomy.imf", "low.imf")}
     assert steps["roomy.imf"] == steps["free.imf"] < steps["low.imf"]
     assert low.bytes_tokens < free.bytes_tokens
+
+
+def test_cli_warns_when_a_target_is_out_of_reach(tmp_path, clip, tiny):
+    """A bitrate no file can meet is coded as small as it goes, with a one-line warning (and over_target in
+    the JSON); one it meets gets none."""
+    common = ["--weights", tiny, "--allow-untrained", "--preset", "realtime", "--keyframe-psnr", "0", "--json"]
+    low = cli("encode", clip, "-o", tmp_path / "low.imf", *common, "--bitrate", "100")
+    assert low.returncode == 0 and json.loads(low.stdout)["over_target"] is True
+    assert [ln for ln in low.stderr.splitlines() if "over the rate asked for" in ln][0].startswith("warning:")
+    ok = cli("encode", clip, "-o", tmp_path / "ok.imf", *common, "--bitrate", "1M")
+    assert ok.returncode == 0 and json.loads(ok.stdout)["over_target"] is False and "warning" not in ok.stderr

@@ -22,10 +22,10 @@ from .keyplan import Planner
 from .model import IMF, Reference
 from .options import DEFAULT_KEYFRAME_INTERVAL, EncodeOptions
 from .pipes import is_pipe, output, read_stream
-from .ratecontrol import RateControl, Tally, token_step
+from .ratecontrol import RateControl, Tally, retry_step, token_step
 from .runtime import pick_device, resolve_guess, resolve_model, shipped_prior_path
 from .video_io import RESIZE_POLICIES, probe, read_frames, to_model
-from entropy import CODEC_IDS, TokenCoder, make_coder
+from entropy import CODEC_IDS, PredictiveCoder, TokenCoder, make_coder
 
 Progress = Callable[[int, int], None]  # (frames done, frames expected or 0)
 Chunks = list[tuple[int, list[torch.Tensor]]]  # token chunks: (first frame, token batches)
@@ -341,14 +341,22 @@ def encode_file(src: str, dst: str, opts: EncodeOptions, progress: Progress | No
             w.close(n)
         total = w.tell()
     else:
-        with atomic_output(dst) as tmp, open(tmp, "wb") as f:
-            w = bs.Writer(f, version or (bs.ADAPT_VERSION if opts.adapts else bs.VERSION))
-            n, enc = code(w)
-            header.frames = n
-            w.rewrite_header(header)
-            w.close(n)
-            f.flush()
-            total = f.tell()
+        with atomic_output(dst) as tmp:
+            for second in (False, True):  # a second pass at a coarser token step when the first ends over
+                with open(tmp, "wb") as f:
+                    w = bs.Writer(f, version or (bs.ADAPT_VERSION if opts.adapts else bs.VERSION))
+                    n, enc = code(w)
+                    header.frames = n
+                    w.rewrite_header(header)
+                    w.close(n)
+                    f.flush()
+                    total = f.tell()
+                step = None if second or pipe_in or not isinstance(coder, PredictiveCoder) else \
+                    retry_step(opts, coder.qstep, enc.tally, total, size * size, dm)
+                if step is None:
+                    break
+                coder = make_coder("predictive", dm, qstep=step)
+                header.frames, header.token_params = 0, coder.params()
     tl, kept = enc.tally, enc.kept
     tokens = np.concatenate(kept) if kept else (np.zeros((0, dm), np.float32) if opts.keep_tokens else None)
     return EncodeResult(n, size, size, total, tl.key_bytes, tl.token_bytes, time.time() - t0, tokens,

@@ -128,3 +128,15 @@ def test_cli_warns_when_a_target_is_out_of_reach(tmp_path, clip, tiny):
     assert [ln for ln in low.stderr.splitlines() if "over the rate asked for" in ln][0].startswith("warning:")
     ok = cli("encode", clip, "-o", tmp_path / "ok.imf", *common, "--bitrate", "1M")
     assert ok.returncode == 0 and json.loads(ok.stdout)["over_target"] is False and "warning" not in ok.stderr
+
+
+def test_a_file_over_its_target_is_coded_again_at_a_coarser_token_step(rate_run):
+    """The first pass, at the step the target's prior suggests, ends over the target; a second pass at the
+    step its measured overshoot asks for fits (a pipe, which cannot be read twice, keeps the first)."""
+    run = functools.partial(rate_run, position="start", token_codec="predictive", hold=False)
+    free, _ = run("free.imf")
+    target = free.bpp_total * 0.6  # keyframes at the highest CRF and tokens at the default step do not fit
+    spent, _ = run("again.imf", target_bpp=target)
+    step = read_info(str(rate_run.path("again.imf")))["token_qstep"]
+    assert spent.bpp_total <= target and not spent.over_cap
+    assert step > read_info(str(rate_run.path("free.imf")))["token_qstep"] and spent.bytes_tokens < free.bytes_tokens

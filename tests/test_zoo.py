@@ -9,7 +9,7 @@ from imfcodec.runtime import resolve_model
 from tests.conftest import write_clip, eval_frames
 
 
-@pytest.mark.parametrize("dm", [16, 32])
+@pytest.mark.parametrize("dm", [16, 32, 64])
 def test_shipped_weights_for_dm(dm, tmp_path):
     lm = resolve_model(None, dm, torch.device("cpu"), allow_untrained=False)
     assert lm.model.cfg.dm == dm and lm.trained and lm.model.flow is not None

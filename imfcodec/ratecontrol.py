@@ -1,8 +1,10 @@
 """Rate control: the CRF each keyframe is coded at, so that a file stays within a rate cap (--max-bpp) or
 spends a rate target (--target-bpp), and the room a window's decoder offsets get under either.
 
-Tokens are coded at a fixed setting; only keyframes (and, under a cap, the offsets' step) give way. What a
-window leaves unspent carries over to the next, so the cap holds over the file. Planned windows spend a
+Within a file the tokens keep one setting; keyframes (and, under a cap, the offsets' step) give way. The
+predictive coder's step is set per file: coarser where a target is low (token_step), and coarser again in a
+second pass over a file that ended over its budget (retry_step). What a window leaves unspent carries over
+to the next, so the cap holds over the file. Planned windows spend a
 target on a lower CRF; low delay spends it on more keyframes instead (:meth:`RateControl.spare`): on the
 eval clips a refresh every 16 frames at the realtime CRF gave 23.8 dB at 12 kbit/s where a lower CRF every
 34 frames gave 22.1 dB at 8.3 kbit/s and could spend no more (MODEL_CARD.md, "Rate control").

@@ -198,7 +198,8 @@ def test_spec_reader_parses_a_stream(tmp_path, clip, tiny):
     import subprocess
     import sys
     p = subprocess.run([sys.executable, "-m", "cli.main", "encode", str(clip), "-o", "-", "--preset", "realtime",
-                        "--weights", str(tiny), "--allow-untrained", "--keyframe-psnr", "0", "--batch", "4", "-q", "--no-hold"],
+                        "--weights", str(tiny), "--allow-untrained", "--keyframe-psnr", "0", "--batch", "4", "-q",
+                        "--no-hold"],
                        capture_output=True)
     assert p.returncode == 0, p.stderr
     data = p.stdout

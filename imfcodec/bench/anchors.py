@@ -2,7 +2,8 @@
 
 Low delay here means no B-frames and a single keyframe (the first frame), like imfcodec's `--keyframe-position
 start` stream. `x265-ra` lets x265 use its B-frames (up to 4, adaptive), which delay frames as imfcodec's default
-(a keyframe in the middle of each segment) does; it too has a single keyframe. Each CRF sweep ends at the encoder's lowest rate (x264 and x265: CRF 51, SVT-AV1: CRF 63). Streams are written as
+(a keyframe in the middle of each segment) does; it too has a single keyframe. Each CRF sweep ends at the
+encoder's lowest rate (x264 and x265: CRF 51, SVT-AV1: CRF 63). Streams are written as
 raw elementary streams (Annex-B H.264/H.265, AV1 OBUs), so bits are the stream's own, with no container
 around them. Encoders and decoders run single-threaded so that fps compare across machines.
 """

@@ -137,7 +137,7 @@ class Encoder:
             if o.cap_bpp:  # a trial first: hevc-inter's refreshes cannot be taken back once coded
                 frames, runs = serves(n), self.runs(0, serves(n) - 1)
                 (trial,), q = self.rate.intra([x], frames, runs)
-                early = refresh and n - last_key < o.keyframe_interval  # asked for by spare rate alone
+                early = refresh and not 0 < o.keyframe_interval <= n - last_key  # by spare rate alone
                 if refresh and not (self.rate.spare(0, len(trial)) if early else
                                     self.rate.affordable([trial], frames, runs)):
                     retry = n + (1 if early else max(1, o.keyframe_interval // 4))

@@ -140,3 +140,16 @@ def test_a_file_over_its_target_is_coded_again_at_a_coarser_token_step(rate_run)
     step = read_info(str(rate_run.path("again.imf")))["token_qstep"]
     assert spent.bpp_total <= target and not spent.over_cap
     assert step > read_info(str(rate_run.path("free.imf")))["token_qstep"] and spent.bytes_tokens < free.bytes_tokens
+
+
+def test_spare_refreshes_without_an_interval_stay_within_the_target(tmp_path, clip, tiny):
+    """With no keyframe interval (only the first frame is due), refreshes come from spare rate alone, each
+    within the rate allowed up to its frame."""
+    def run(name, **kw):
+        return encode_file(str(clip), str(tmp_path / name), enc_opts(tiny, keyframe_interval=0, refine_steps=0,
+                                                                     keyframe_position="start", **kw))
+    free = run("one.imf")
+    assert keyframe_indices(tmp_path / "one.imf") == [0]
+    target = free.bpp_total * 2
+    spent = run("more.imf", target_bpp=target)
+    assert spent.bpp_total <= target and len(keyframe_indices(tmp_path / "more.imf")) > 1

@@ -7,6 +7,8 @@ decoder adaptation (adapt) are their own modules; this one orders their work and
 """
 from __future__ import annotations
 
+import dataclasses
+
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterator
@@ -168,8 +170,9 @@ class Encoder:
                 t = a.tokens(x, ref)
                 low, held = a.check(x, t, ref, o.hold)
                 j = low.index(True) if any(low) else len(x)
+                rows = t[:j].float().cpu()
                 for k in range(j):
-                    row = None if held[k] else t[k:k + 1].float().cpu()
+                    row = None if held[k] else rows[k:k + 1]
                     if run and (run[0] is None) != (row is None):
                         close()
                     run.append(row)
@@ -331,8 +334,7 @@ def encode_file(src: str, dst: str, opts: EncodeOptions, progress: Progress | No
                   for img in (source or read_frames(src, max_frames=opts.max_frames)))
         return enc.stream(frames) if opts.keyframe_position == "start" else enc.segments(frames), enc
 
-    holds = opts.hold and opts.keyframe_position == "start"
-    version = bs.HOLD_VERSION if holds else bs.INTER_VERSION if opts.keyframe_codec == keyframe.INTER else None
+    version = bs.HOLD_VERSION if opts.holds else bs.INTER_VERSION if opts.keyframe_codec == keyframe.INTER else None
     if pipe_out:
         header.frames = bs.UNKNOWN_FRAMES
         with output(dst) as f:
@@ -355,7 +357,7 @@ def encode_file(src: str, dst: str, opts: EncodeOptions, progress: Progress | No
                     retry_step(opts, coder.qstep, enc.tally, total, size * size, dm)
                 if step is None:
                     break
-                coder = make_coder("predictive", dm, qstep=step)
+                coder = _coder(dataclasses.replace(opts, qstep=step), dm, size * size)
                 header.frames, header.token_params = 0, coder.params()
     tl, kept = enc.tally, enc.kept
     tokens = np.concatenate(kept) if kept else (np.zeros((0, dm), np.float32) if opts.keep_tokens else None)

@@ -68,6 +68,11 @@ class EncodeOptions:
         return self.adapt_steps > 0 and self.keyframe_position == "middle"
 
     @property
+    def holds(self) -> bool:
+        """Frames may be held (only in low delay, where the encoder checks frames as they arrive)."""
+        return self.hold and self.keyframe_position == "start"
+
+    @property
     def cap_bpp(self) -> float:
         """The rate the file must stay within (0: none): max_bpp or target_bpp."""
         return self.max_bpp or self.target_bpp
@@ -84,8 +89,7 @@ class EncodeOptions:
         """Whether the encoder must derive the decoder's reference from each keyframe: refinement, the PSNR
         threshold, the keyframe search, adaptation and holding frames all measure frames against it."""
         searches = self.keyframe_position == "middle" and self.keyframe_candidates > 1
-        holds = self.hold and self.keyframe_position == "start"
-        return self.refine_steps > 0 or self.keyframe_psnr > 0 or searches or self.adapts or holds
+        return self.refine_steps > 0 or self.keyframe_psnr > 0 or searches or self.adapts or self.holds
 
     def validate(self) -> None:
         """UserError, in one line, for any option out of range or combination the encoder cannot honour."""

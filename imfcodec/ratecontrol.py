@@ -4,10 +4,10 @@ spends a rate target (--target-bpp), and the room a window's decoder offsets get
 Within a file the tokens keep one setting; keyframes (and, under a cap, the offsets' step) give way. The
 predictive coder's step is set per file: coarser where a target is low (token_step), and coarser again in a
 second pass over a file that ended over its budget (retry_step). What a window leaves unspent carries over
-to the next, so the cap holds over the file. Planned windows spend a
-target on a lower CRF; low delay spends it on more keyframes instead (:meth:`RateControl.spare`): on the
-eval clips a refresh every 16 frames at the realtime CRF gave 23.8 dB at 12 kbit/s where a lower CRF every
-34 frames gave 22.1 dB at 8.3 kbit/s and could spend no more (MODEL_CARD.md, "Rate control").
+to the next, so the cap holds over the file. Planned windows spend a target on a lower CRF; low delay
+spends it on more keyframes instead (:meth:`RateControl.spare`): on the eval clips a refresh every 16
+frames at the realtime CRF gave 23.8 dB at 12 kbit/s where a lower CRF every 34 frames gave 22.1 dB at
+8.3 kbit/s and could spend no more (MODEL_CARD.md, "Rate cap and rate target").
 """
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def retry_step(opts: "EncodeOptions", qstep: float, tally: "Tally", total: int, 
     over = total - opts.cap_bpp * pixels * tally.frames / 8
     if over <= 0 or not tally.token_bytes:
         return None
-    values = tally.token_frames * dm if tally.token_frames else 1
+    values = tally.token_frames * dm  # token bytes were written, so some frames had tokens
     now, need = tally.token_bytes * 8 / values, max(0.0, (tally.token_bytes - over) * 8 / values)
     return min(top, qstep * 2 ** (1.1 * (now - need) / predictive.BITS_PER_DOUBLING))
 

@@ -112,8 +112,8 @@ def by_preset(field: str) -> str:
 ),
     searched("--hold/--no-hold", "hold", bool,
              "With --keyframe-position start: frames the decoder shows better as their keyframe, repeated, "
-             "than synthesised (by the quality check's PSNR; per batch with --keyframe-check batch) are sent "
-             "as held frames, without tokens (makes a 6.0 file)."),
+             "than synthesised (by 50 MSE + 1 - MS-SSIM against the source; per batch with --keyframe-check "
+             "batch) are sent as held frames, without tokens (makes a 6.0 file)."),
     searched("--refine", "refine_steps", click.IntRange(0, 10000),
              "Token refinement steps per frame (gradient steps through the decoder, each a forward and "
              "backward pass; 0 = off)."),

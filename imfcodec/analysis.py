@@ -14,7 +14,7 @@ from . import keyframe
 from .fast import synthesis_for
 from .frames import to_tensor
 from .model import IMF, Reference
-from .refine import refine_tokens
+from .refine import mse_msssim, refine_tokens
 
 
 class Analysis:
@@ -68,18 +68,25 @@ class Analysis:
               hold: bool = False) -> tuple[list[bool], list[bool]]:
         """The quality check of frames x, tokens t against ref: which frames are rebuilt below the keyframe
         threshold, and (hold) which the decoder shows better as ref's own picture, repeated, than
-        synthesised (PSNR against the frame at least the synthesis's). With the batch check, a batch whose
-        last frame, the furthest from the reference, passes is judged by it alone: held whole or not."""
+        synthesised (by the refinement's loss, 50 MSE + 1 - MS-SSIM, so neither metric is traded away for
+        the other). With the batch check, a batch whose last frame, the furthest from the reference, passes
+        is judged by it alone: held whole or not."""
         n, thr = len(x), self.keyframe_psnr
         if not thr and not hold:
             return [False] * n, [False] * n
         if self.keyframe_check == "batch" and n > 1:
-            last = self.psnr(x[-1:], t[-1:], ref)
-            if not (thr and bool(last[0] < thr)):
-                return [False] * n, [hold and bool(_psnr(ref.image, x[-1:])[0] >= last[0])] * n
-        p = self.psnr(x, t, ref)
-        low = (p < thr).tolist() if thr else [False] * n
-        return low, ((_psnr(ref.image, x) >= p).tolist() if hold else [False] * n)
+            y = self.synth.synthesize(t[-1:], ref)
+            if not (thr and bool(_psnr(y, x[-1:])[0] < thr)):
+                return [False] * n, [hold and _shows_better(ref.image, y, x[-1:])[0]] * n
+        y = self.synth.synthesize(t, ref)
+        low = (_psnr(y, x) < thr).tolist() if thr else [False] * n
+        return low, (_shows_better(ref.image, y, x) if hold else [False] * n)
+
+
+def _shows_better(key: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> list[bool]:
+    """Which frames of x the keyframe picture key, repeated, shows at least as well as y does."""
+    key = key.float().clamp(0, 1).expand_as(x)
+    return (mse_msssim(key, x) <= mse_msssim(y.float().clamp(0, 1), x)).tolist()
 
 
 def _psnr(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

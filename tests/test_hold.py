@@ -82,3 +82,17 @@ def test_hostile_hold_chunks_are_refused(held, tmp_path, tiny, edit, message):
     _rebuild(held, bad, edit)
     with pytest.raises(BitstreamError, match=message):
         _decode(bad, tiny)
+
+
+def test_hold_rule_weighs_structure_as_well_as_error():
+    """The rule is the refinement's loss: a keyframe off by a uniform shift (lower PSNR, intact structure)
+    is held over a blurred synthesis (higher PSNR, lost detail); a synthesis equal to the frame is kept."""
+    import torch
+    import torch.nn.functional as F
+
+    from imfcodec.analysis import _psnr, _shows_better
+    x = F.avg_pool2d(torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(0)), 3, 1, 1) * 0.8 + 0.1
+    shifted, blurred = x + 0.07, F.avg_pool2d(x, 5, 1, 2)
+    assert _psnr(shifted, x)[0] < _psnr(blurred, x)[0]
+    assert _shows_better(shifted, blurred, x) == [True]
+    assert _shows_better(shifted, x, x) == [False]

@@ -36,8 +36,8 @@ def by_preset(field: str) -> str:
 @grouped(
     "Options",
     click.option("-o", "--output", "dst", required=True, type=click.Path(dir_okay=False),
-                 help="Output .imf file; - writes it to standard output as a 4.0 stream, flushed chunk by "
-                      "chunk as frames are coded."),
+                 help="Output .imf file; - writes it to standard output as a stream, flushed chunk by chunk "
+                      "as frames are coded."),
     click.option("--preset", type=click.Choice(list(PRESETS)), default=DEFAULT_PRESET, show_default=True,
                  help="A bundle of the search options below, each of which still overrides it: realtime (low "
                       "delay, frames coded as they arrive, no search: for calls), balanced (keyframes chosen "
@@ -113,14 +113,14 @@ def by_preset(field: str) -> str:
     searched("--hold/--no-hold", "hold", bool,
              "With --keyframe-position start: frames the decoder shows better as their keyframe, repeated, "
              "than synthesised (by 50 MSE + 1 - MS-SSIM against the source; per batch with --keyframe-check "
-             "batch) are sent as held frames, without tokens (makes a 6.0 file)."),
+             "batch) are sent as held frames, without tokens."),
     searched("--refine", "refine_steps", click.IntRange(0, 10000),
              "Token refinement steps per frame (gradient steps through the decoder, each a forward and "
              "backward pass; 0 = off)."),
     searched("--adapt", "adapt_steps", click.IntRange(0, 100000),
              "Decoder adaptation: Adam steps (batches of frames) fitting offsets to the decoder's flow "
-             "biases for each planned window, sent in the file (a few hundred bytes a window; makes a "
-             "3.0 file). Needs --keyframe-position middle. 0 = off."),
+             "biases for each planned window, sent in the file (a few hundred bytes a window). Needs "
+             "--keyframe-position middle. 0 = off."),
     searched("--synthesis", "synthesis", click.Choice(SYNTHESIS),
              "How the encoder's no-gradient syntheses (the quality check, keyframe planning) run: "
              "fast (bfloat16 and local attention on CPU, imfcodec/fast.py) or exact (float32). "

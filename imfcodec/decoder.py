@@ -68,7 +68,7 @@ def _model_for(src: str, h: bs.Header, opts: DecodeOptions) -> tuple[IMF, torch.
     """The network that made src, on the device asked for; UserError when the weights are not it."""
     device = pick_device(opts.device)
     lm = resolve_model(opts.weights, h.dm, device, opts.allow_untrained, h.model_id)
-    if lm.model_id != h.model_id:
+    if lm.model_id[:len(h.model_id)] != h.model_id:
         raise UserError(f"{src} was made with other weights (model id {h.model_id.hex()[:16]}…), "
                         f"not {os.path.basename(lm.path)} ({lm.model_id.hex()[:16]}…), and no installed weights "
                         f"have its id: pass the weights it was made with (--weights)")
@@ -155,11 +155,11 @@ def read_info(path: str) -> dict:
     """Header fields and a size breakdown of a .imf file (every chunk CRC-checked)."""
     size, chunks = open_chunks(path)
     head = next(chunks)
-    h, version = bs.Header.unpack(head.payload), head.version
+    h, version = bs.Header.unpack(head.payload, bs.compact(head.version)), head.version
     coded = {bs.KEYF: 0, bs.TOKN: 0, bs.ADPT: 0}
     nkey = total = 0
     for c in chunks:
-        total = c.offset + 12 + len(c.payload)
+        total = c.end
         if c.ctype in coded:
             coded[c.ctype] += bs.coded_size(c)
             nkey += c.ctype == bs.KEYF

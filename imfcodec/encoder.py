@@ -73,7 +73,7 @@ class Encoder:
                                  opts.refine_steps, opts.keyframe_psnr, opts.synthesis, opts.keyframe_check, guess)
         self.plan = Planner(opts, self.analysis)
         self.tally = Tally()
-        reserve = adapt.expected_bytes(model) + bs.CHUNK_OVERHEAD if opts.adapts else 0
+        reserve = bs.chunk_size(adapt.expected_bytes(model)) if opts.adapts else 0
         self.keys = keyframe.Encoder(opts.keyframe_codec, opts.intra_every)
         self.rate = RateControl(opts, header, coder, writer, self.tally, expected, reserve, self.keys)
         self.kept: list[np.ndarray] = []
@@ -99,7 +99,7 @@ class Encoder:
 
     def put_keyframe(self, n: int, data: bytes, advance: bool = True) -> None:
         """Write the keyframe data of frame n; the token coder's context restarts."""
-        self.w.chunk(bs.KEYF, bs.pack_keyframe(n, data))
+        self.w.chunk(bs.KEYF, bs.pack_keyframe(n, data, self.w.compact))
         self.tally.key_bytes += len(data)
         self.coder.reset()
         if advance:
@@ -107,7 +107,7 @@ class Encoder:
 
     def put_hold(self, start: int, n: int) -> None:
         """Write frames start to start + n - 1 as held: the decoder shows their keyframe."""
-        self.w.chunk(bs.HOLD, bs.pack_hold(start, n))
+        self.w.chunk(bs.HOLD, bs.pack_hold(start, n, self.w.compact))
         if self.opts.keep_tokens:
             self.kept.append(np.full((n, self.header.dm), np.nan, np.float32))
 
@@ -117,7 +117,7 @@ class Encoder:
         if t is None or not len(t):
             return  # no frames in this run
         payload, deq = self.coder.encode(t.numpy())
-        self.w.chunk(bs.TOKN, bs.pack_tokens(start, len(t), payload))
+        self.w.chunk(bs.TOKN, bs.pack_tokens(start, len(t), payload, self.w.compact))
         self.tally.token_bytes += len(payload)
         self.tally.token_frames += len(t)
         if self.opts.keep_tokens:
@@ -282,7 +282,7 @@ class Encoder:
                                     [sum(map(len, t)) for *_, ch in segs for _, t in ch]) if o.cap_bpp else None
         payload, size = adapt.fit_window(self.model, refs, which, t, x, o.adapt_steps, o.adapt_step, o.batch, room)
         # the next window's keyframes leave room for offsets at the configured step
-        self.rate.adapt_reserve = size + bs.CHUNK_OVERHEAD
+        self.rate.adapt_reserve = bs.chunk_size(size)
         if payload is not None:
             self.w.chunk(bs.ADPT, payload)
             self.tally.adapt_bytes += len(payload)
@@ -304,7 +304,7 @@ def _coder(opts: EncodeOptions, dm: int, pixels: int) -> TokenCoder:
 @torch.no_grad()  # not inference_mode: token refinement needs autograd through the decoder
 def encode_file(src: str, dst: str, opts: EncodeOptions, progress: Progress | None = None) -> EncodeResult:
     """Encode the video src to the .imf file dst (written whole or not at all). Either may be a pipe ("-":
-    standard input or output): frames are then read as they arrive, and the .imf is a 4.0 stream whose
+    standard input or output): frames are then read as they arrive, and the .imf is a stream whose
     chunks are flushed as they are coded (its header does not know the frame count; its END chunk does)."""
     t0 = time.time()
     opts.validate()
@@ -327,18 +327,17 @@ def encode_file(src: str, dst: str, opts: EncodeOptions, progress: Progress | No
     expected = min(info.frames, opts.max_frames or info.frames)
 
     def code(w: bs.Writer) -> tuple[int, Encoder]:
-        w.chunk(bs.HEAD, header.pack())
+        w.chunk(bs.HEAD, header.pack(w.compact))
         enc = Encoder(model, header, coder, w, opts, device,
                       (lambda k: progress(k, max(expected, k))) if progress else None, expected, guess)
         frames = (to_model(img, size, size, opts.resize)
                   for img in (source or read_frames(src, max_frames=opts.max_frames)))
         return enc.stream(frames) if opts.keyframe_position == "start" else enc.segments(frames), enc
 
-    version = bs.HOLD_VERSION if opts.holds else bs.INTER_VERSION if opts.keyframe_codec == keyframe.INTER else None
     if pipe_out:
         header.frames = bs.UNKNOWN_FRAMES
         with output(dst) as f:
-            w = bs.Writer(f, version or bs.STREAM_VERSION, stream=True)
+            w = bs.Writer(f, bs.COMPACT_VERSION, stream=True)
             n, enc = code(w)
             w.close(n)
         total = w.tell()
@@ -346,7 +345,7 @@ def encode_file(src: str, dst: str, opts: EncodeOptions, progress: Progress | No
         with atomic_output(dst) as tmp:
             for second in (False, True):  # a second pass at a coarser token step when the first ends over
                 with open(tmp, "wb") as f:
-                    w = bs.Writer(f, version or (bs.ADAPT_VERSION if opts.adapts else bs.VERSION))
+                    w = bs.Writer(f, bs.COMPACT_VERSION)
                     n, enc = code(w)
                     header.frames = n
                     w.rewrite_header(header)

@@ -55,7 +55,7 @@ class EncodeOptions:
     adapt_steps: int = adapt.DEFAULT_ADAPT_STEPS  # per-window decoder adaptation (imfcodec.adapt); 0: off
     adapt_step: float = adapt.DEFAULT_STEP        # quantization step of its offsets
     hold: bool = False                  # low delay: frames shown better as their keyframe than synthesised are
-                                        # sent as held (HOLD chunks, no tokens; a 6.0 file)
+                                        # sent as held (HOLD chunks, no tokens)
     keyframe_check: str = "every"       # frames the quality check synthesises: "every" one, or each batch's last
                                         # ("batch"; all of a batch whose last frame fails)
     synthesis: str = "exact"            # no-gradient syntheses (checks, planning): "exact" or "fast" (imfcodec.fast)

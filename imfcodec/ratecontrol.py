@@ -103,6 +103,8 @@ class RateControl:
         budget = self._keyframe_budget(frames, runs, len(pics))
         lo, hi, best = o.keyframe_quality + 1, keyframe.MAX_QUALITY[o.keyframe_codec], None
         size = sum(map(len, data))
+        if not o.target_bpp and size <= budget:  # a cap: leave the keyframes to come what they will lack
+            budget = max(budget - self._later_deficit(frames, size // len(pics)), 0)
         if size <= budget:
             if not o.target_bpp or o.keyframe_position == "start":  # low delay spends a target on refreshes
                 return data, o.keyframe_quality
@@ -131,17 +133,21 @@ class RateControl:
             return False
         h = self.header
         allowed = int(self.opts.target_bpp * h.width * h.height * (self.tally.frames + pending + 1) / 8)
-        need = size + 2 * bs.CHUNK_OVERHEAD + (self.token_bytes(pending) + bs.CHUNK_OVERHEAD if pending else 0)
+        need = bs.keyframe_chunk_size(size) + bs.END_CHUNK_SIZE + (self.token_chunk(pending) if pending else 0)
         return self.writer.tell() + need <= allowed
 
     def adapt_room(self, key_bytes: list[int], token_runs: list[int]) -> int:
         """Bytes a window's ADPT payload may take under the cap, once its keyframes (key_bytes each) and token
         chunks (token_runs frames each) are written."""
         h = self.header
-        later = sum(n + bs.CHUNK_OVERHEAD for n in key_bytes) + \
-            sum(self.token_bytes(n) + bs.CHUNK_OVERHEAD for n in token_runs)
-        allowed = int(self.opts.cap_bpp * h.width * h.height * self.tally.frames / 8) - bs.CHUNK_OVERHEAD
-        return allowed - self.writer.tell() - later - bs.CHUNK_OVERHEAD
+        later = sum(map(bs.keyframe_chunk_size, key_bytes)) + sum(map(self.token_chunk, token_runs))
+        allowed = int(self.opts.cap_bpp * h.width * h.height * self.tally.frames / 8) - bs.END_CHUNK_SIZE
+        room = allowed - self.writer.tell() - later
+        return room - (bs.chunk_size(room) - room if room > 0 else 0)  # the ADPT chunk's own framing
+
+    def token_chunk(self, n: int) -> int:
+        """Bytes a token chunk of n frames will take as stored (token_bytes and its framing)."""
+        return bs.token_chunk_size(self.token_bytes(n), n)
 
     def token_bytes(self, n: int) -> int:
         """Bytes a chunk of n tokens will take: exact for a fixed-rate coder; otherwise the file's mean so far
@@ -173,5 +179,7 @@ class RateControl:
         and (when adapting) the window's decoder offsets will take."""
         h = self.header
         allowed = int(self.opts.cap_bpp * h.width * h.height * (self.tally.frames + frames) / 8)
-        tokens = sum(self.token_bytes(n) for n in runs) + (len(runs) + keys + 1) * bs.CHUNK_OVERHEAD
-        return allowed - self.writer.tell() - tokens - self.adapt_reserve
+        room = allowed - self.writer.tell() - sum(map(self.token_chunk, runs)) - bs.END_CHUNK_SIZE - \
+            self.adapt_reserve
+        # each keyframe's framing, at most what a picture as large as the whole room would need
+        return room - keys * (bs.keyframe_chunk_size(max(room, 0)) - max(room, 0))

@@ -42,7 +42,8 @@ class Segments:
     def __init__(self, path: str):
         self.size, self.chunks = open_chunks(path)
         first = next(self.chunks)
-        self.header = bs.Header.unpack(first.payload)
+        self.compact = bs.compact(first.version)
+        self.header = bs.Header.unpack(first.payload, self.compact)
         h = self.header
         self.version = first.version
         if h.frames == bs.UNKNOWN_FRAMES and first.version[0] < bs.STREAM_VERSION[0]:
@@ -90,7 +91,7 @@ class Segments:
                 have_key = True
                 yield "ref", key[0], key[1]
             elif c.ctype == bs.HOLD:
-                first, count = bs.unpack_hold(c.payload)
+                first, count = bs.unpack_hold(c.payload, self.compact, nxt)
                 self._run(name, "held frames", first, count, nxt, key, have_key)
                 yield "hold", nxt, count
                 nxt += count
@@ -109,7 +110,7 @@ class Segments:
     def _keyframe(self, c: bs.Chunk, name: str, nxt: int, key: tuple[int, np.ndarray] | None
                   ) -> tuple[int, np.ndarray]:
         """A keyframe chunk's frame index and decoded picture, the next frame to come being nxt."""
-        idx, data = bs.unpack_keyframe(c.payload)
+        idx, data = bs.unpack_keyframe(c.payload, self.compact)
         if key is not None:
             raise BitstreamError(f"corrupt {name}: a keyframe before frame {key[0]}, the previous "
                                  f"keyframe, was reached")
@@ -133,7 +134,7 @@ class Segments:
     def _tokens(self, c: bs.Chunk, name: str, nxt: int, key: tuple[int, np.ndarray] | None,
                 have_key: bool) -> np.ndarray:
         """A token chunk's tokens, which must start at frame nxt and stop before the pending keyframe."""
-        first, count, payload = bs.unpack_tokens(c.payload)
+        first, count, payload = bs.unpack_tokens(c.payload, self.compact, nxt)
         self._run(name, "tokens", first, count, nxt, key, have_key)
         try:
             return self.coder.decode(payload, count)

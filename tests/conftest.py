@@ -2,6 +2,7 @@
 folder, encodes with the tiny network, and running the CLI."""
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -12,10 +13,11 @@ import numpy as np
 import pytest
 import torch
 
+from imfcodec import bitstream as bs
 from imfcodec.reader import Segments
 from imfcodec.codec import DecodeOptions, EncodeOptions, decode_tokens, encode_file
 from imfcodec.model import IMF, TINY
-from imfcodec.model.weights import save_weights
+from imfcodec.model.weights import file_id, save_weights
 from imfcodec.video_io import VideoWriter, read_frames, to_model
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -114,8 +116,46 @@ def no_leftovers(folder) -> list[str]:
     return [f for f in os.listdir(folder) if f.startswith(".imfcodec-") or f.endswith(".part")]
 
 
-def with_version(src: Path, dst: Path, major: int) -> Path:
-    """A copy of the .imf at src whose header claims bitstream version major.0."""
+def reframe(data: bytes, major: int, weights: Path | None = None) -> bytes:
+    """An .imf file's chunks written again as a major.0 file: in that version's framing and field encodings
+    (7.x's, or the 4-byte types, CRC-32 and fixed-width fields before it), the chunks themselves unchanged.
+    A 7.x header's short model id becomes the full one of weights for an older version."""
+    src, dst = bs.compact((data[4], data[5])), (major, 0)
+    f = io.BytesIO()
+    w = bs.Writer(f, dst)
+    nxt, key = 0, None  # the next frame and the keyframe not yet reached, as a reader tracks them
+    for c in bs.read_chunks(io.BytesIO(data), len(data)):
+        p = c.payload
+        if c.ctype == bs.HEAD:
+            h = bs.Header.unpack(p, src)
+            if weights is not None:
+                h.model_id = file_id(str(weights))
+            p = h.pack(w.compact)
+        elif c.ctype == bs.KEYF:
+            key, img = bs.unpack_keyframe(p, src)
+            p = bs.pack_keyframe(key, img, w.compact)
+        elif c.ctype in (bs.TOKN, bs.HOLD):
+            first, n, *rest = (bs.unpack_tokens if c.ctype == bs.TOKN else bs.unpack_hold)(p, src, nxt)
+            p = bs.pack_tokens(first, n, rest[0], w.compact) if c.ctype == bs.TOKN else \
+                bs.pack_hold(first, n, w.compact)
+            nxt = first + n
+        elif c.ctype == bs.END:
+            w.close(bs.unpack_end(p, c.version[0]) or 0)
+            break
+        w.chunk(c.ctype, p)
+        if key == nxt:
+            key, nxt = None, nxt + 1
+    return f.getvalue()
+
+
+def with_version(src: Path, dst: Path, major: int, weights: Path | None = None) -> Path:
+    """A copy of the .imf at src, re-framed (reframe) as a major.0 file."""
+    dst.write_bytes(reframe(Path(src).read_bytes(), major, weights))
+    return dst
+
+
+def claims_version(src: Path, dst: Path, major: int) -> Path:
+    """A copy of the .imf at src whose header claims bitstream version major.0 (nothing else changed)."""
     data = bytearray(Path(src).read_bytes())
     data[4] = major
     dst.write_bytes(bytes(data))

@@ -5,7 +5,7 @@ import subprocess
 import sys
 import time
 
-from tests.conftest import assert_one_line_error, cli, make_clip, no_leftovers, with_version
+from tests.conftest import assert_one_line_error, claims_version, cli, make_clip, no_leftovers
 
 
 def test_cli_round_trip_and_json(tmp_path, clip, tiny):
@@ -68,7 +68,7 @@ def test_other_weights(tmp_path, encoded, other_tiny):
 
 def test_unknown_version(tmp_path, encoded, tiny):
     imf, _ = encoded
-    bad = with_version(imf, tmp_path / "v9.imf", 9)
+    bad = claims_version(imf, tmp_path / "v9.imf", 9)
     line = assert_one_line_error(cli("decode", bad, "-o", tmp_path / "o.mp4", "--weights", tiny,
                                      "--allow-untrained"))
     assert "unsupported .imf version 9.0" in line

@@ -2,8 +2,6 @@
 damaged files (every one refused in one line or decoded to its header's frame count)."""
 import io
 import os
-import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -14,7 +12,7 @@ from imfcodec.codec import decode_file, decode_tokens, read_info
 from imfcodec.errors import BitstreamError, UserError
 from imfcodec.model.weights import load_weights
 
-from tests.conftest import dec_opts
+from tests.conftest import dec_opts, reframe
 
 
 def test_decoder_tokens_equal_encoder_dequantized_tokens(encoded):
@@ -59,33 +57,36 @@ def test_api_errors_are_bitstream_errors(tmp_path, encoded, tiny):
         decode_file(str(bad), None, dec_opts(tiny))
 
 
-def test_keyframe_order_rules(tmp_path, encoded):
+@pytest.mark.parametrize("major", [7, 6])
+def test_keyframe_order_rules(tmp_path, encoded, tiny, major):
     """A segment's keyframe chunk comes first and may serve frames before its own; a file that breaks the
     order (a keyframe before the last one's frame was reached, one past the end, tokens running over a
-    keyframe) is refused, naming the chunk."""
+    keyframe; before 7.x, tokens that say they start elsewhere) is refused, naming the chunk."""
     imf, _ = encoded
-    data = imf.read_bytes()
-    head, key, *toks, _ = list(bs.read_chunks(io.BytesIO(data), len(data)))
-    assert bs.unpack_keyframe(key.payload)[0] == 5 and bs.unpack_tokens(toks[0].payload)[:2] == (0, 4)
+    data = reframe(imf.read_bytes(), major, tiny)
+    small = major >= 7
+    head, key, *toks, end = list(bs.read_chunks(io.BytesIO(data), len(data)))
+    assert bs.unpack_keyframe(key.payload, small)[0] == 5 and bs.unpack_tokens(toks[0].payload, small)[:2] == (0, 4)
 
     def rebuilt(*chunks):
         path = tmp_path / "r.imf"
         with open(path, "wb") as f:
-            w = bs.Writer(f)
+            w = bs.Writer(f, (major, 0))
             for ctype, payload in chunks:
                 w.chunk(ctype, payload)
-            w.close()
+            w.chunk(bs.END, end.payload)
         return str(path)
 
     c = [(x.ctype, x.payload) for x in (head, key, *toks)]
     assert np.isnan(decode_tokens(rebuilt(*c))[5]).all()
-    _, kdata = bs.unpack_keyframe(key.payload)
+    _, kdata = bs.unpack_keyframe(key.payload, small)
     cases = {
         "a keyframe before frame 5": c[:2] + [c[1]] + c[2:],
-        "keyframe for frame 12, expected 0 to 11": [c[0], (bs.KEYF, bs.pack_keyframe(12, kdata))] + c[2:],
-        "tokens run past the keyframe at frame 3": [c[0], (bs.KEYF, bs.pack_keyframe(3, kdata))] + c[2:],
-        "tokens for frame 0, expected 1": [c[0], (bs.KEYF, bs.pack_keyframe(0, kdata))] + c[2:],
+        "keyframe for frame 12, expected 0 to 11": [c[0], (bs.KEYF, bs.pack_keyframe(12, kdata, small))] + c[2:],
+        "tokens run past the keyframe at frame 3": [c[0], (bs.KEYF, bs.pack_keyframe(3, kdata, small))] + c[2:],
     }
+    if not small:
+        cases["tokens for frame 0, expected 1"] = [c[0], (bs.KEYF, bs.pack_keyframe(0, kdata))] + c[2:]
     for message, chunks in cases.items():
         with pytest.raises(BitstreamError, match=message):
             decode_tokens(rebuilt(*chunks))
@@ -99,15 +100,14 @@ def outcome(path, tiny) -> str:
         assert "\n" not in str(e) and str(e)
         return "refused"
     data = path.read_bytes()
-    header = bs.Header.unpack(next(bs.read_chunks(io.BytesIO(data), len(data))).payload)
+    header = bs.Header.unpack(next(bs.read_chunks(io.BytesIO(data), len(data))).payload, bs.compact((data[4], 0)))
     assert frames == header.frames
     return "decoded"
 
 
 def with_payload(data: bytes, c: bs.Chunk, payload: bytes) -> bytes:
     """data with chunk c's payload replaced and its CRC recomputed."""
-    body = c.ctype + struct.pack("<I", len(payload)) + payload
-    return data[:c.offset] + body + struct.pack("<I", zlib.crc32(body)) + data[c.offset + 12 + len(c.payload):]
+    return data[:c.offset] + bs.frame_chunk(c.ctype, payload, bs.compact(c.version)) + data[c.end:]
 
 
 def test_damaged_files_are_refused_or_decode_to_their_frame_count(encoded, tiny, tmp_path):

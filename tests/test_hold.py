@@ -9,7 +9,7 @@ from imfcodec import bitstream as bs
 from imfcodec.codec import DecodeOptions, EncodeOptions, decode_file, encode_file, read_info
 from imfcodec.errors import BitstreamError
 from imfcodec.presets import ignored, preset_options
-from tests.conftest import with_version
+from tests.conftest import reframe, with_version
 
 
 def _opts(tiny, **kw) -> EncodeOptions:
@@ -30,16 +30,17 @@ def _decode(path, tiny) -> np.ndarray:
                                 keep_frames=True).frames_rgb)
 
 
-def _rebuild(src, dst, edit) -> None:
-    """dst: src's chunks, each (type, payload) passed through edit (None drops it), written afresh."""
-    data = src.read_bytes()
+def _rebuild(src, dst, edit, major, tiny) -> None:
+    """dst: src's chunks framed as a major.0 file, each (type, payload, compact) passed through edit, written
+    afresh."""
+    data = reframe(src.read_bytes(), major, tiny)
     f = io.BytesIO()
-    w = bs.Writer(f, (data[4], data[5]))
+    w = bs.Writer(f, (major, 0))
     for c in bs.read_chunks(io.BytesIO(data), len(data)):
         if c.ctype == bs.END:
             w.chunk(bs.END, c.payload)
             break
-        for ctype, payload in edit(c.ctype, c.payload) or []:
+        for ctype, payload in edit(c.ctype, c.payload, w.compact):
             w.chunk(ctype, payload)
     dst.write_bytes(f.getvalue())
 
@@ -48,7 +49,7 @@ def test_held_frames_cost_no_tokens_and_decode_as_their_keyframe(held, tmp_path,
     plain = tmp_path / "plain.imf"
     p = encode_file(str(clip), str(plain), _opts(tiny))
     info = read_info(str(held))
-    assert info["version"] == "6.0" and read_info(str(plain))["version"] == "2.0"
+    assert info["version"] == read_info(str(plain))["version"] == "7.0"
     assert info["bytes_tokens"] == 0 < p.bytes_tokens and info["frames"] == 12
     out = _decode(held, tiny)
     for k, frames in ((0, range(1, 5)), (5, range(6, 10)), (10, range(11, 12))):
@@ -63,23 +64,30 @@ def test_hold_needs_low_delay_and_says_so():
 
 
 def test_hold_chunk_before_6x_is_an_unknown_chunk(held, tmp_path, tiny):
-    bad = with_version(held, tmp_path / "v5.imf", 5)
+    bad = with_version(held, tmp_path / "v5.imf", 5, tiny)
     with pytest.raises(BitstreamError, match="unknown chunk type"):
         _decode(bad, tiny)
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda t, p: [(t, p + b"x")] if t == bs.HOLD else [(t, p)], "HOLD chunk: 7 bytes"),
-    (lambda t, p: [(t, bs.pack_hold(bs.unpack_hold(p)[0], 0))] if t == bs.HOLD else [(t, p)], "holds no frames"),
-    (lambda t, p: [(t, bs.pack_hold(bs.unpack_hold(p)[0] + 1, bs.unpack_hold(p)[1]))] if t == bs.HOLD
+def _first(p, c):
+    return bs.unpack_hold(p, c)[0]
+
+
+@pytest.mark.parametrize("major, edit, message", [
+    (6, lambda t, p, c: [(t, p + b"x")] if t == bs.HOLD else [(t, p)], "HOLD chunk: 7 bytes"),
+    (7, lambda t, p, c: [(t, p + b"x")] if t == bs.HOLD else [(t, p)], "HOLD chunk: 2 bytes, it holds one varint"),
+    (7, lambda t, p, c: [(t, bytes([p[0] | 0x80, 0]))] if t == bs.HOLD else [(t, p)], "HOLD chunk: varint not in"),
+    (6, lambda t, p, c: [(t, bs.pack_hold(_first(p, c) + 1, bs.unpack_hold(p, c)[1], c))] if t == bs.HOLD
      else [(t, p)], "held frames for frame"),
-    (lambda t, p: [(t, bs.pack_hold(bs.unpack_hold(p)[0], 60000))] if t == bs.HOLD else [(t, p)], "run past"),
-    (lambda t, p: [(bs.HOLD, bs.pack_hold(0, 1)), (t, p)] if t == bs.KEYF and bs.unpack_keyframe(p)[0] == 0
+] + [(major, edit, message) for major in (6, 7) for edit, message in [
+    (lambda t, p, c: [(t, bs.pack_hold(_first(p, c), 0, c))] if t == bs.HOLD else [(t, p)], "holds no frames"),
+    (lambda t, p, c: [(t, bs.pack_hold(_first(p, c), 60000, c))] if t == bs.HOLD else [(t, p)], "run past"),
+    (lambda t, p, c: [(bs.HOLD, bs.pack_hold(0, 1, c)), (t, p)] if t == bs.KEYF and bs.unpack_keyframe(p, c)[0] == 0
      else [(t, p)], "held frames for frame 0"),
-])
-def test_hostile_hold_chunks_are_refused(held, tmp_path, tiny, edit, message):
+]])
+def test_hostile_hold_chunks_are_refused(held, tmp_path, tiny, major, edit, message):
     bad = tmp_path / "bad.imf"
-    _rebuild(held, bad, edit)
+    _rebuild(held, bad, edit, major, tiny)
     with pytest.raises(BitstreamError, match=message):
         _decode(bad, tiny)
 

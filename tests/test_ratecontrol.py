@@ -135,7 +135,7 @@ def test_a_file_over_its_target_is_coded_again_at_a_coarser_token_step(rate_run)
     step its measured overshoot asks for fits (a pipe, which cannot be read twice, keeps the first)."""
     run = functools.partial(rate_run, position="start", token_codec="predictive", hold=False)
     free, _ = run("free.imf")
-    target = free.bpp_total * 0.6  # keyframes at the highest CRF and tokens at the default step do not fit
+    target = free.bpp_total * 0.45  # keyframes at the highest CRF and tokens at the default step do not fit
     spent, _ = run("again.imf", target_bpp=target)
     step = read_info(str(rate_run.path("again.imf")))["token_qstep"]
     assert spent.bpp_total <= target and not spent.over_cap

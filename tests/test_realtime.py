@@ -48,7 +48,7 @@ def test_realtime_writes_a_token_chunk_per_batch(tmp_path, clip, tiny):
     opts = preset_options("realtime", weights=str(tiny), allow_untrained=True, keyframe_psnr=0,
                           keyframe_interval=0, batch=4, hold=False)  # untrained, every frame would be held
     encode_file(str(clip), str(out), opts)
-    counts = [bs.unpack_tokens(c.payload)[1] for c in chunks(out) if c.ctype == bs.TOKN]
+    counts = [bs.unpack_tokens(c.payload, True)[1] for c in chunks(out) if c.ctype == bs.TOKN]
     assert counts == [4, 4, 3]  # frame 0 is the keyframe, then batches of 4 as they fill
 
 

@@ -149,7 +149,8 @@ def encode(encoder: str, cfg: str, y4m: str, clip: Clip, qp: int, out_dir: str) 
     Returns the bitstream's path and the encoder's wall time in seconds."""
     out = Path(out_dir) / f"{clip.name}_qp{qp}.bin"
     cmd = [encoder, "-c", cfg, "-i", y4m, "-fr", str(round(clip.fps)), "-f", str(len(clip)), "-q", str(qp),
-           "--InputBitDepth=8", "--OutputBitDepth=8", "-b", str(out)]
+           "--InputBitDepth=8", "--OutputBitDepth=8", "-b", str(out),
+           "--ReconFile="]  # the configurations name a reconstruction file; none is wanted (nor left in the cwd)
     t0 = time.perf_counter()
     try:
         with open(out.with_suffix(".log"), "wb") as log:

@@ -92,11 +92,12 @@ def shipped_path(dm: int = 32, size: int = 256) -> str:
 
 
 def find_shipped(model_id: bytes, folder: str | None = None) -> str | None:
-    """The packaged weights file (or one in folder) whose SHA-256 is model_id, or None. The zoo keeps
-    earlier releases' weights, so that files made with them still decode."""
+    """The packaged weights file (or one in folder) whose SHA-256 is, or starts with, model_id (a 7.x header
+    keeps its first bytes), or None. The zoo keeps earlier releases' weights, so that files made with them
+    still decode."""
     root = folder or str(resources.files("imfcodec").joinpath(SHIPPED_DIR))
     for name in sorted(os.listdir(root)) if os.path.isdir(root) else []:
         path = os.path.join(root, name)
-        if name.startswith("imf-") and name.endswith(".safetensors") and file_id(path) == model_id:
+        if name.startswith("imf-") and name.endswith(".safetensors") and file_id(path).startswith(model_id):
             return path
     return None

@@ -15,7 +15,7 @@ import torch
 
 from imfcodec import bitstream as bs
 from imfcodec.reader import Segments
-from imfcodec.codec import DecodeOptions, EncodeOptions, decode_tokens, encode_file
+from imfcodec.codec import DecodeOptions, EncodeOptions, encode_file
 from imfcodec.model import IMF, TINY
 from imfcodec.model.weights import file_id, save_weights
 from imfcodec.video_io import VideoWriter, read_frames, to_model

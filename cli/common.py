@@ -77,15 +77,17 @@ def set_threads(n: int | None) -> None:
         torch.set_num_threads(n)
 
 
+THREADS_HELP = ("CPU threads for the network [default: one per core]. In a two-way call on one machine: 1 for the "
+                "encoder (the decoder's own threads work apart from each other).")
+
+
 def network_options(f):
     """Options shared by encode and decode: batch, weights, device, threads, output style."""
     for opt in reversed([
         click.option("--batch", type=click.IntRange(1, 256), default=8, show_default=True,
                      help="Frames per network batch."),
         weights_option, device_option,
-        click.option("--threads", type=click.IntRange(1, 1024), default=None,
-                     help="CPU threads for the network [default: one per core]; 1 each when an encoder and "
-                          "a decoder share the machine (a two-way call)."),
+        click.option("--threads", type=click.IntRange(1, 1024), default=None, help=THREADS_HELP),
         click.option("--allow-untrained", is_flag=True, hidden=True),
         click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout."),
         click.option("-q", "--quiet", is_flag=True, help="No progress bar."),

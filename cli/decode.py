@@ -2,11 +2,25 @@
 from __future__ import annotations
 
 import click
+import torch
 
 from imfcodec.codec import DecodeOptions, decode_file
 from imfcodec.fast import SYNTHESIS
 
 from .common import console, fail, network_options, print_json, progress_bar, run_guarded, set_threads
+
+
+#: Most batches a decoder synthesises at once by default (memory grows with each).
+MAX_DEFAULT_WORKERS = 4
+
+
+def decode_workers(threads: int | None) -> int:
+    """--threads for the decoder: that many batches synthesised at once, one thread each (they need no
+    barrier, so a busy core delays one batch instead of every step of all of them); default one per core,
+    at most MAX_DEFAULT_WORKERS."""
+    if threads:
+        return threads
+    return max(1, min(torch.get_num_threads(), MAX_DEFAULT_WORKERS))
 
 
 @click.command("decode")
@@ -21,11 +35,13 @@ from .common import console, fail, network_options, print_json, progress_bar, ru
 @network_options
 def decode(src, dst, scale_to_source, synthesis, batch, weights, device, threads, allow_untrained, as_json, quiet):
     """Decode the .imf file SRC (- : a growing .imf stream on standard input) into a video."""
-    set_threads(threads)
+    workers = decode_workers(threads)
+    set_threads(1 if workers > 1 else threads)
     if as_json and dst == "-":
         fail("--json prints on standard output, which -o - writes the video to: use one or the other")
     opts = DecodeOptions(weights=weights, device=device, batch=batch, scale_to_source=scale_to_source,
-                         allow_untrained=allow_untrained, synthesis=synthesis)
+                         allow_untrained=allow_untrained, synthesis=synthesis,
+                         workers=workers)
     with progress_bar("decode", quiet or as_json) as cb:
         r = run_guarded(decode_file, src, dst, opts, cb)
     if as_json:

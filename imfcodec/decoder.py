@@ -7,7 +7,10 @@ keyframe) -> tokens -> frames synthesised in batches -> the output video, writte
 from __future__ import annotations
 
 import os
+import threading
 import time
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -20,7 +23,7 @@ from .errors import BitstreamError, UserError
 from .fast import synthesis_for
 from .files import atomic_output, refuse_overwrite
 from .frames import to_images, to_tensor
-from .model import IMF
+from .model import IMF, Reference
 from .options import DecodeOptions
 from .pipes import Y4mWriter, is_pipe, output
 from .reader import Segments, open_chunks
@@ -78,29 +81,112 @@ def _model_for(src: str, h: bs.Header, opts: DecodeOptions) -> tuple[IMF, torch.
     return model, device
 
 
+class _Ordered:
+    """Emits frames in file order while up to `workers` batches synthesise at once, each on its own thread
+    with one intra-op thread. Batches are independent given their reference, so they need no barrier: where
+    one process's intra-op threads wait for each other whenever another process holds a core, workers only
+    share the cores. Frames go out as soon as everything before them has (a live stream is not held back
+    for the next batch), from whichever thread finished last, one at a time. With one worker every batch
+    runs inline, as it always did."""
+
+    def __init__(self, emit: Callable[[list[np.ndarray]], None], workers: int):
+        self.emit, self.workers = emit, workers
+        self.queue: deque = deque()  # futures, or frames ready to go, in file order
+        self.lock = threading.Lock()
+        self.error: BaseException | None = None
+        self.pool = None
+        if workers > 1:
+            self.pool = ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,))
+
+    def put(self, images: list[np.ndarray]) -> None:
+        """Frames that need no synthesis (keyframes, held frames): emitted after every batch before them."""
+        if self.pool is None:
+            self.emit(images)
+            return
+        with self.lock:
+            self.queue.append(images)
+        self._flush()
+
+    def synthesize(self, synth, tokens: torch.Tensor, ref: Reference) -> None:
+        if self.pool is None:
+            self.emit(to_images(synth.synthesize(tokens, ref)))
+            return
+        job = self.pool.submit(_images, synth, tokens, ref)
+        with self.lock:
+            self.queue.append(job)
+        job.add_done_callback(lambda _: self._flush())
+        while len(running := self._running()) >= self.workers:
+            wait(running, return_when=FIRST_COMPLETED)
+        self._raise()
+
+    def drain(self) -> None:
+        """Emit everything queued (before the model's parameters change: decoder offsets)."""
+        if self.pool is not None:
+            wait(self._running())
+            self._flush()
+            self._raise()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def _running(self) -> list[Future]:
+        with self.lock:
+            return [q for q in self.queue if isinstance(q, Future) and not q.done()]
+
+    def _flush(self) -> None:
+        """Emit the queue's head while it is ready; the first error stops everything and is raised in the
+        decoding thread."""
+        with self.lock:
+            while self.queue and self.error is None:
+                head = self.queue[0]
+                if isinstance(head, Future) and not head.done():
+                    return
+                self.queue.popleft()
+                try:
+                    self.emit(head.result() if isinstance(head, Future) else head)
+                except BaseException as e:  # noqa: BLE001 -- handed to the decoding thread
+                    self.error = e
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+
+def _images(synth, tokens: torch.Tensor, ref: Reference) -> list[np.ndarray]:
+    with torch.inference_mode():  # inference mode is per thread
+        return to_images(synth.synthesize(tokens, ref))
+
+
 def _synthesise(seg: Segments, model: IMF, device: torch.device, batch: int, adapter: adapt.Adapter,
-                emit: Callable[[list[np.ndarray]], None], synthesis: str = "exact") -> None:
+                emit: Callable[[list[np.ndarray]], None], synthesis: str = "exact", workers: int = 1) -> None:
     """Every frame of seg, in order, to emit: keyframes as decoded, held frames as their keyframe, the others
-    synthesised from tokens (by imfcodec.fast's path with synthesis "fast")."""
+    synthesised from tokens (by imfcodec.fast's path with synthesis "fast"), up to `workers` batches at once."""
     synth = synthesis_for(model, synthesis, device)
     ref = picture = None
-    for kind, idx, val in seg:
-        if kind == "ref":
-            ref, picture = model.reference(to_tensor([val], device)), val
-        elif kind == "adapt":
-            scheme, q, step = val
-            if len(q) != adapt.count(model, scheme):
-                raise BitstreamError(f"decoder offsets for frame {idx} on: {len(q)} values, the weights "
-                                     f"have {adapt.count(model, scheme)}")
-            adapter.set(adapt.dequantize(q, step))
-        elif kind == "key":
-            emit([val])
-        elif kind == "hold":
-            emit([picture] * val)
-        else:
-            toks = torch.from_numpy(val)
-            for i in range(0, len(toks), batch):
-                emit(to_images(synth.synthesize(toks[i:i + batch].to(device), ref)))
+    out = _Ordered(emit, workers if device.type == "cpu" else 1)
+    try:
+        for kind, idx, val in seg:
+            if kind == "ref":
+                ref, picture = model.reference(to_tensor([val], device)), val
+            elif kind == "adapt":
+                scheme, q, step = val
+                if len(q) != adapt.count(model, scheme):
+                    raise BitstreamError(f"decoder offsets for frame {idx} on: {len(q)} values, the weights "
+                                         f"have {adapt.count(model, scheme)}")
+                out.drain()
+                adapter.set(adapt.dequantize(q, step))
+            elif kind == "key":
+                out.put([val])
+            elif kind == "hold":
+                out.put([picture] * val)
+            else:
+                toks = torch.from_numpy(val)
+                for i in range(0, len(toks), batch):
+                    out.synthesize(synth, toks[i:i + batch].to(device), ref)
+        out.drain()
+    finally:
+        out.close()
 
 
 @torch.inference_mode()
@@ -139,14 +225,14 @@ def decode_file(src: str, dst: str | None, opts: DecodeOptions, progress: Progre
 
     with adapt.adaptable(model) as adapter:
         if dst is None:
-            _synthesise(seg, model, device, opts.batch, adapter, emit, opts.synthesis)
+            _synthesise(seg, model, device, opts.batch, adapter, emit, opts.synthesis, opts.workers)
         elif pipe_out:  # y4m, flushed frame by frame
             with output(dst) as f, Y4mWriter(f, out_w, out_h, h.fps) as writer:
-                _synthesise(seg, model, device, opts.batch, adapter, emit, opts.synthesis)
+                _synthesise(seg, model, device, opts.batch, adapter, emit, opts.synthesis, opts.workers)
         else:
             with atomic_output(dst) as tmp:
                 with VideoWriter(tmp, out_w, out_h, h.fps, fmt_hint=os.path.splitext(dst)[1]) as writer:
-                    _synthesise(seg, model, device, opts.batch, adapter, emit, opts.synthesis)
+                    _synthesise(seg, model, device, opts.batch, adapter, emit, opts.synthesis, opts.workers)
     result.seconds = time.time() - t0
     return result
 

@@ -92,9 +92,11 @@ class LocalAlign(nn.Module):
 
     def _neighbours(self, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Neighbour keys (N, D, K), their bias (N, K) and the window as a mask over all keys (N, N) of a
-        reference's keys (1, N, D); cached for the keys tensor last seen (one reference serves many batches)."""
-        if self._cache is not None and self._cache[0] is keys:
-            return self._cache[1]
+        reference's keys (1, N, D); cached for the keys tensor last seen (one reference serves many batches;
+        read once, as decoder workers share the cache)."""
+        cached = self._cache
+        if cached is not None and cached[0] is keys:
+            return cached[1]
         k = keys[0].float()
         index, invalid = self.index.to(k.device), self.invalid.to(k.device)
         kn = k[index]  # (N, K, D)

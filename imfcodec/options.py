@@ -134,9 +134,14 @@ class DecodeOptions:
     scale_to_source: bool = False
     allow_untrained: bool = False
     synthesis: str = "exact"            # "fast": imfcodec.fast's path on CPU (within 0.05 dB of "exact")
+    workers: int = 1                    # batches synthesised at once on CPU, each on its own thread
 
     def validate(self) -> None:
         _choice("synthesis", self.synthesis, SYNTHESIS)
+        if self.workers < 1:
+            raise UserError("workers must be at least 1")
+        if self.workers < 1:
+            raise ValueError("workers must be at least 1")
 
 
 _BITRATE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([kKM]?)")

@@ -2,17 +2,20 @@
 damaged files (every one refused in one line or decoded to its header's frame count)."""
 import io
 import os
+import time
 
 import numpy as np
 import pytest
 import torch
 
 from imfcodec import bitstream as bs
-from imfcodec.codec import decode_file, decode_tokens, read_info
+from imfcodec.codec import decode_file, decode_tokens, encode_file, read_info
+from imfcodec.decoder import _Ordered
 from imfcodec.errors import BitstreamError, UserError
 from imfcodec.model.weights import load_weights
 
-from tests.conftest import dec_opts, reframe
+from imfcodec.reader import Segments
+from tests.conftest import dec_opts, enc_opts, reframe
 
 
 def test_decoder_tokens_equal_encoder_dequantized_tokens(encoded):
@@ -159,3 +162,51 @@ def test_a_file_finds_the_zoo_weights_it_was_made_with(tmp_path, clip, monkeypat
     os.remove(old)
     with pytest.raises(UserError, match="no installed weights have its id"):
         decode_file(str(out), None, DecodeOptions(), keep_frames=True)
+
+
+@pytest.mark.parametrize("kw, kinds", [
+    (dict(keyframe_position="start", keyframe_interval=5, refine_steps=0), {"key", "tokens"}),
+    (dict(keyframe_position="start", keyframe_interval=5, hold=True, refine_steps=0), {"key", "hold"}),
+    (dict(adapt_steps=2, adapt_step=0.001), {"key", "tokens", "adapt"})], ids=["tokens", "held", "offsets"])
+def test_decoder_workers_give_the_frames_one_thread_gives(tmp_path, clip, tiny, kw, kinds):
+    """Batches synthesised at once on worker threads come out in order, identical to one thread's: around
+    keyframes, held frames and decoder offsets (which wait for every batch before them)."""
+    out = tmp_path / "a.imf"
+    encode_file(str(clip), str(out), enc_opts(tiny, **kw))
+    assert kinds <= {kind for kind, _, _ in Segments(str(out))}
+    frames = [np.stack(decode_file(str(out), None, dec_opts(tiny, batch=2, synthesis=s, workers=n),
+                                   keep_frames=True).frames_rgb) for s in ("fast", "exact") for n in (1, 3)]
+    assert frames[0].tobytes() == frames[1].tobytes() and frames[2].tobytes() == frames[3].tobytes()
+    assert len(frames[0]) == 12
+
+
+class _Slow:
+    """A synthesis whose earlier batches take longest: workers finish them out of order."""
+
+    def synthesize(self, tokens, ref):
+        time.sleep(0.05 * float(tokens[0, 0]))
+        return tokens[:, :1, None, None].expand(-1, 3, 2, 2) / 10
+
+
+def test_ordered_emits_in_file_order_and_raises_what_emitting_raised():
+    got = []
+    out = _Ordered(lambda images: got.extend(int(im[0, 0, 0]) for im in images), 3)
+    try:
+        for i in range(4):
+            out.synthesize(_Slow(), torch.full((1, 4), float(4 - i)), None)  # 4 / 10 of white, then 3 / 10, ...
+            out.put([np.full((2, 2, 3), 250 + i, np.uint8)])
+        out.drain()
+    finally:
+        out.close()
+    assert got == [102, 250, 76, 251, 51, 252, 26, 253]
+
+    def fail(images):
+        raise BrokenPipeError("reader went away")
+    out = _Ordered(fail, 2)
+    try:
+        with pytest.raises(BrokenPipeError):
+            for i in range(4):
+                out.synthesize(_Slow(), torch.ones(1, 4), None)
+            out.drain()
+    finally:
+        out.close()

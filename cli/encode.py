@@ -122,9 +122,9 @@ def by_preset(field: str) -> str:
              "biases for each planned window, sent in the file (a few hundred bytes a window). Needs "
              "--keyframe-position middle. 0 = off."),
     searched("--synthesis", "synthesis", click.Choice(SYNTHESIS),
-             "How the encoder's no-gradient syntheses (the quality check, keyframe planning) run: "
-             "fast (bfloat16 and local attention on CPU, imfcodec/fast.py) or exact (float32). "
-             "Refinement always runs in float32."),
+             "How the encoder's syntheses run: fast (on CPU: the quality check and keyframe planning by "
+             "imfcodec/fast.py's path, refinement under bfloat16 autocast where the CPU has it) or exact "
+             "(float32)."),
     click.option("--token-guess", "token_guess", default="auto", show_default=True,
                  help="The current frames' first tokens, before any refinement: auto (the shipped token "
                       "guess trained for the weights, else E_T's), et (E_T's), or a guess file made by "

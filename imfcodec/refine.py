@@ -61,12 +61,13 @@ Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (output, target) 
 
 
 def refine_tokens(model: IMF, ref: Reference, frames: torch.Tensor, tokens: torch.Tensor, steps: int,
-                  lr: float = 0.05, loss: Loss = mse_msssim) -> torch.Tensor:
+                  lr: float = 0.05, loss: Loss = mse_msssim, bf16: bool = False) -> torch.Tensor:
     """Tokens (B, dm) that reconstruct frames (B, 3, H, W) in [0, 1] from ref with a lower loss (per frame).
 
     Adam on the tokens with a cosine-decayed step size; each frame keeps the best token any step
     reached, so the result is never worse than the input tokens. Frames are independent: Adam is
-    element-wise and the loss is a sum over frames.
+    element-wise and the loss is a sum over frames. With bf16 the synthesis runs under bfloat16 autocast
+    (the loss in float32): only the encoder refines, so its arithmetic need not match any decoder's.
     """
     if steps <= 0:
         return tokens
@@ -76,7 +77,9 @@ def refine_tokens(model: IMF, ref: Reference, frames: torch.Tensor, tokens: torc
     opt = torch.optim.Adam([t], lr=lr)
     with frozen(model):
         for step in range(steps + 1):
-            err = loss(model.synthesize(t, ref), target)
+            with torch.autocast(device_type=t.device.type, dtype=torch.bfloat16, enabled=bf16):
+                out = model.synthesize(t, ref)
+            err = loss(out.float(), target)
             better = err.detach() < best_err
             best[better] = t.detach()[better]
             best_err = torch.where(better, err.detach(), best_err)

@@ -117,6 +117,9 @@ def by_preset(field: str) -> str:
     searched("--refine", "refine_steps", click.IntRange(0, 10000),
              "Token refinement steps per frame (gradient steps through the decoder, each a forward and "
              "backward pass; 0 = off)."),
+    searched("--refine-lambda", "refine_lambda", click.FloatRange(0, 1e6),
+             "With --keyframe-position start and --token-codec predictive: refinement's loss per estimated "
+             "token bit (the distance from the token before), so refined tokens stay cheap to code; 0 = off."),
     searched("--adapt", "adapt_steps", click.IntRange(0, 100000),
              "Decoder adaptation: Adam steps (batches of frames) fitting offsets to the decoder's flow "
              "biases for each planned window, sent in the file (a few hundred bytes a window). Needs "

@@ -50,12 +50,13 @@ class Analysis:
             return self.guess(x, ref.image)
         return self.model.encode_tokens(x)
 
-    def tokens(self, x: torch.Tensor, ref: Reference | None, refine: bool = True) -> torch.Tensor:
+    def tokens(self, x: torch.Tensor, ref: Reference | None, refine: bool = True, rate: float = 0.0,
+               prev: torch.Tensor | None = None) -> torch.Tensor:
         """The first guess of frames x's tokens, refined against ref unless refine is False or refinement
-        is off."""
+        is off (with rate, a rate term from prev, the token coded before them: imfcodec.refine)."""
         t = self.first_tokens(x, ref)
         if refine and self.refine_steps:
-            t = refine_tokens(self.model, ref, x, t, self.refine_steps, bf16=self.refine_bf16)
+            t = refine_tokens(self.model, ref, x, t, self.refine_steps, bf16=self.refine_bf16, rate=rate, prev=prev)
         return t
 
     def psnr(self, x: torch.Tensor, t: torch.Tensor, ref: Reference) -> torch.Tensor:

@@ -8,7 +8,7 @@ decoder adaptation (adapt) are their own modules; this one orders their work and
 from __future__ import annotations
 
 import dataclasses
-
+import math
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterator
@@ -84,6 +84,14 @@ class Encoder:
         if self.progress:
             self.progress(self.tally.frames)
 
+    def refine_rate(self) -> float:
+        """The weight of refinement's rate term (imfcodec.refine.token_rate) in low delay: --refine-lambda
+        (loss per bit) times the bits a unit of distance costs the predictive coder at a residual scale
+        of one step, log2(e) / step. 0 for other coders, which code each token alone."""
+        if not self.opts.refine_lambda or not isinstance(self.coder, PredictiveCoder):
+            return 0.0
+        return self.opts.refine_lambda * math.log2(math.e) / self.coder.qstep
+
     def reference(self, data: bytes) -> Reference | None:
         """What the decoder will derive from keyframe data, when anything measures against it."""
         if self.opts.needs_reference or self.analysis.guess is not None:  # the guess reads the keyframe too
@@ -130,6 +138,8 @@ class Encoder:
         pending: list[np.ndarray] = []  # frames first, first + 1, ... waiting to become tokens
         first = last_key = 0
         ref: Reference | None = None    # the latest keyframe's
+        last: torch.Tensor | None = None  # the segment's latest token, which the predictive coder predicts from
+        rate = self.refine_rate()
 
         def key(n: int, x: np.ndarray, refresh: bool = False) -> bool:
             """Make frame n a keyframe; a refresh (one the interval or spare rate asks for, not the quality
@@ -145,7 +155,7 @@ class Encoder:
                     retry = n + (1 if early else max(1, o.keyframe_interval // 4))
                     return False
             data = self.keys.commit(x, q)
-            last_key = n
+            last_key, last = n, None
             ref = self.reference(data)
             self.put_keyframe(n, data)
             return True
@@ -153,7 +163,7 @@ class Encoder:
         def flush() -> None:
             """Code the pending frames: runs of tokens and of held frames, and a keyframe where the quality
             check fails (the frames after it redone against it)."""
-            nonlocal pending, first
+            nonlocal pending, first, last
             run: list[torch.Tensor | None] = []  # frames from `first` not yet written: token rows, None if held
 
             def close() -> None:
@@ -167,12 +177,13 @@ class Encoder:
             i = 0
             while i < len(pending):
                 x = a.tensor(pending[i:i + o.batch])
-                t = a.tokens(x, ref)
+                t = a.tokens(x, ref, rate=rate, prev=last)
                 low, held = a.check(x, t, ref, o.hold)
                 j = low.index(True) if any(low) else len(x)
                 rows = t[:j].float().cpu()
                 for k in range(j):
                     row = None if held[k] else rows[k:k + 1]
+                    last = last if row is None else row
                     if run and (run[0] is None) != (row is None):
                         close()
                     run.append(row)

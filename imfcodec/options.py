@@ -49,6 +49,7 @@ class EncodeOptions:
     allow_untrained: bool = False
     keep_tokens: bool = False           # return the dequantized tokens (tests, analysis)
     refine_steps: int = DEFAULT_REFINE_STEPS  # encoder-side token refinement (imfcodec.refine); 0: off
+    refine_lambda: float = 0.0          # low delay, predictive tokens: refinement's loss per estimated token bit
     max_bpp: float = 0.0                # rate cap over the whole file, bits per pixel at the model size; 0: off
     target_bpp: float = 0.0             # rate target: a cap that keyframes also spend (a lower CRF); 0: off
     bitrate: float = 0.0                # rate target in bits per second at the source frame rate; 0: off
@@ -113,6 +114,7 @@ class EncodeOptions:
                          (1 <= self.plan_segments <= 16, "plan segments must be 1 to 16"),
                          (0 <= self.keyframe_psnr <= 100, "keyframe PSNR threshold must be 0 (off) to 100 dB"),
                          (self.refine_steps >= 0, "refine steps must be >= 0"),
+                         (math.isfinite(self.refine_lambda) and self.refine_lambda >= 0, "refine lambda must be >= 0"),
                          (self.max_bpp >= 0 and self.target_bpp >= 0, "max bpp and target bpp must be >= 0"),
                          (not (self.max_bpp and self.target_bpp),
                           "give a rate cap (max bpp) or a rate target (target bpp), not both"),

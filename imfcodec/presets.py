@@ -84,6 +84,9 @@ def ignored(opts: EncodeOptions, given: set[str]) -> list[str]:
         say("keyframe_quality", "--keyframe-quality", "with --keyframe-codec png (lossless)")
     if opts.keyframe_codec != "hevc-inter":
         say("intra_every", "--intra-every", f"with --keyframe-codec {opts.keyframe_codec} (every keyframe is intra)")
+    if opts.refine_lambda and not (start and opts.token_codec == "predictive" and opts.refine_steps):
+        say("refine_lambda", "--refine-lambda", "without --keyframe-position start, --token-codec predictive and "
+                                                "--refine (its rate term is the predictive coder's, in low delay)")
     if not opts.keyframe_psnr:
         say("keyframe_check", "--keyframe-check", "with --keyframe-psnr 0 (no quality check)")
     return out

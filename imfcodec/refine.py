@@ -60,14 +60,27 @@ def cosine(lr: float, step: int, steps: int) -> float:
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (output, target) -> per-frame loss (B,)
 
 
+def token_rate(tokens: torch.Tensor, prev: torch.Tensor | None) -> torch.Tensor:
+    """Each token's L1 distance (B,) from the token coded before it: the previous one in the batch, prev
+    (1, dm) for the first (0 without prev, where nothing is known to predict from). The predictive coder
+    predicts a token by the last one and codes the difference under a Laplace model, so its bits grow
+    about linearly with this distance (log2(e) / (scale x step) bits per unit)."""
+    before = tokens[:-1] if prev is None else torch.cat([prev.to(tokens), tokens[:-1]])
+    d = (tokens[-len(before):] - before).abs().sum(1) if len(before) else tokens.new_zeros(0)
+    return torch.cat([tokens.new_zeros(len(tokens) - len(d)), d])
+
+
 def refine_tokens(model: IMF, ref: Reference, frames: torch.Tensor, tokens: torch.Tensor, steps: int,
-                  lr: float = 0.05, loss: Loss = mse_msssim, bf16: bool = False) -> torch.Tensor:
+                  lr: float = 0.05, loss: Loss = mse_msssim, bf16: bool = False, rate: float = 0.0,
+                  prev: torch.Tensor | None = None) -> torch.Tensor:
     """Tokens (B, dm) that reconstruct frames (B, 3, H, W) in [0, 1] from ref with a lower loss (per frame).
 
     Adam on the tokens with a cosine-decayed step size; each frame keeps the best token any step
     reached, so the result is never worse than the input tokens. Frames are independent: Adam is
     element-wise and the loss is a sum over frames. With bf16 the synthesis runs under bfloat16 autocast
-    (the loss in float32): only the encoder refines, so its arithmetic need not match any decoder's.
+    (the loss in float32): only the encoder refines, so its arithmetic need not match any decoder's. With
+    rate > 0 each frame's loss adds rate x :func:`token_rate` (prev: the token coded before the batch), so
+    refinement prefers tokens that are cheap to code; the frames are then coupled through their neighbours.
     """
     if steps <= 0:
         return tokens
@@ -80,6 +93,8 @@ def refine_tokens(model: IMF, ref: Reference, frames: torch.Tensor, tokens: torc
             with torch.autocast(device_type=t.device.type, dtype=torch.bfloat16, enabled=bf16):
                 out = model.synthesize(t, ref)
             err = loss(out.float(), target)
+            if rate:
+                err = err + rate * token_rate(t, prev)
             better = err.detach() < best_err
             best[better] = t.detach()[better]
             best_err = torch.where(better, err.detach(), best_err)

@@ -4,7 +4,8 @@ import torch
 
 from imfcodec.codec import EncodeOptions, decode_file, DecodeOptions, encode_file
 from imfcodec.model import IMF, TINY
-from imfcodec.refine import mse, refine_tokens
+from imfcodec.presets import ignored, preset_options
+from imfcodec.refine import mse, refine_tokens, token_rate
 from imfcodec.video_io import read_frames, to_model
 
 
@@ -60,3 +61,39 @@ def test_encoder_refines_tokens_and_the_file_decodes_closer_to_the_source(tmp_pa
     assert res[10][2] < res[0][2]
     # the progress bar counts coded frames: the keyframe (frame 5), then each refined batch before and after it
     assert [(d, t) for s, d, t in calls if s == 10] == [(1, 12), (5, 12), (6, 12), (10, 12), (12, 12)]
+
+
+def test_token_rate_is_each_tokens_distance_from_the_one_before():
+    t = torch.tensor([[1.0, 0.0], [1.5, -1.0], [1.5, -1.0]])
+    assert token_rate(t, None).tolist() == [0.0, 1.5, 0.0]
+    assert token_rate(t, torch.tensor([[0.0, 0.0]])).tolist() == [1.0, 1.5, 0.0]
+    assert token_rate(t[:1], None).tolist() == [0.0]
+
+
+def test_a_rate_term_keeps_refined_tokens_closer_together():
+    torch.manual_seed(0)
+    model = IMF(TINY).eval()
+    torch.nn.init.normal_(model.flow.mlp[-1].weight, std=0.05)
+    frames = _frames(5)
+    with torch.no_grad():
+        ref, t0 = model.reference(frames[:1]), model.encode_tokens(frames[1:])
+    prev = t0[:1] + 0.1
+    free = refine_tokens(model, ref, frames[1:], t0, steps=20, loss=mse)
+    cheap = refine_tokens(model, ref, frames[1:], t0, steps=20, loss=mse, rate=0.05, prev=prev)
+    assert token_rate(cheap, prev).sum() < token_rate(free, prev).sum()
+
+
+def test_refine_lambda_spends_fewer_token_bits_in_low_delay(tmp_path, clip, tiny):
+    opts = dict(weights=str(tiny), allow_untrained=True, keyframe_psnr=0, keyframe_position="start",
+                keyframe_interval=12, token_codec="predictive", refine_steps=4, synthesis="fast")
+    sizes = {}
+    for lam in (0.0, 0.05):
+        r = encode_file(str(clip), str(tmp_path / f"l{lam}.imf"), EncodeOptions(refine_lambda=lam, **opts))
+        sizes[lam] = r.bytes_tokens
+    assert sizes[0.05] < sizes[0.0]
+
+
+def test_refine_lambda_without_its_rate_term_says_so():
+    assert any(line.startswith("--refine-lambda has no effect")
+               for line in ignored(preset_options("balanced", refine_lambda=0.01), {"refine_lambda"}))
+    assert not ignored(preset_options("realtime", refine_steps=10, refine_lambda=0.01), {"refine_lambda"})

@@ -75,8 +75,10 @@ class PredictiveCoder(TokenCoder):
     """Uniform scalar quantization with step qstep, coded under a backward-adaptive Laplace model."""
     name = "predictive"
 
-    def __init__(self, dm: int, qstep: float = DEFAULT_QSTEP, momentum: int = 0, first_j: int | None = None):
+    def __init__(self, dm: int, qstep: float = DEFAULT_QSTEP, momentum: int = 0, first_j: int | None = None,
+                 prior_bits: float | None = None):
         super().__init__(dm)
+        self.prior_bits = prior_bits  # the encoder's own expectation, when it has measured one (not sent)
         qstep = float(np.float32(qstep))
         if not QSTEP_MIN <= qstep <= QSTEP_MAX:
             raise ValueError(f"qstep must be in [{QSTEP_MIN}, {QSTEP_MAX}], got {qstep}")
@@ -104,8 +106,9 @@ class PredictiveCoder(TokenCoder):
 
     def expected_bits(self) -> float:
         """About 2 bits a value at the default step on held-out talking heads, and 0.6 bits fewer for each
-        doubling of the step (benchmarks/token_bits.md: 0.4 to 0.75 between steps 0.007 and 0.04)."""
-        return expected_bits(self.qstep)
+        doubling of the step (benchmarks/token_bits.md: 0.4 to 0.75 between steps 0.007 and 0.04), unless
+        the encoder measured its tokens' bits (prior_bits)."""
+        return expected_bits(self.qstep) if self.prior_bits is None else self.prior_bits
 
     def reset(self) -> None:
         self._hist: list[np.ndarray] = []          # the last two decoded q of the segment, newest last

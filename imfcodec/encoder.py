@@ -24,7 +24,7 @@ from .keyplan import Planner
 from .model import IMF, Reference
 from .options import DEFAULT_KEYFRAME_INTERVAL, EncodeOptions
 from .pipes import is_pipe, output, read_stream
-from .ratecontrol import RateControl, Tally, retry_step, token_step
+from .ratecontrol import RateControl, Tally, retry_bits, retry_step, token_step
 from .runtime import pick_device, resolve_guess, resolve_model, shipped_prior_path
 from .video_io import RESIZE_POLICIES, probe, read_frames, to_model
 from entropy import CODEC_IDS, PredictiveCoder, TokenCoder, make_coder
@@ -180,6 +180,11 @@ class Encoder:
                 t = a.tokens(x, ref, rate=rate, prev=last)
                 low, held = a.check(x, t, ref, o.hold)
                 j = low.index(True) if any(low) else len(x)
+                if o.hold and not all(held[:j]):
+                    tokens_so_far = len(run) if run and run[0] is not None else 0
+                    if not self.rate.tokens_fit(tokens_so_far, j - sum(held[:j])):
+                        held = [True] * len(x)  # out of budget: the keyframe shows them
+                        self.tally.starved += j
                 rows = t[:j].float().cpu()
                 for k in range(j):
                     row = None if held[k] else rows[k:k + 1]
@@ -299,11 +304,14 @@ class Encoder:
             self.tally.adapt_bytes += len(payload)
 
 
-def _coder(opts: EncodeOptions, dm: int, pixels: int) -> TokenCoder:
+def _coder(opts: EncodeOptions, dm: int, pixels: int, prior_bits: float | None = None) -> TokenCoder:
     """The token coder the options ask for (a learned one with the shipped prior for dm); under a rate
-    target the predictive coder's step suits it (ratecontrol.token_step)."""
+    target the predictive coder's step suits it (ratecontrol.token_step), and prior_bits (measured) sets
+    the bits a value it expects."""
     step = opts.qstep if opts.qstep is not None else token_step(opts, dm, pixels)
     kw = {"rate": opts.zfp_rate} if opts.token_codec == "zfp" else ({"qstep": step} if step is not None else {})
+    if prior_bits is not None and opts.token_codec == "predictive":
+        kw["prior_bits"] = prior_bits
     if opts.token_codec == "learned":
         kw["prior"] = shipped_prior_path(dm)
     try:
@@ -367,7 +375,8 @@ def encode_file(src: str, dst: str, opts: EncodeOptions, progress: Progress | No
                     retry_step(opts, coder.qstep, enc.tally, total, size * size, dm)
                 if step is None:
                     break
-                coder = _coder(dataclasses.replace(opts, qstep=step), dm, size * size)
+                bits = retry_bits(enc.tally, dm, coder.qstep, step)
+                coder = _coder(dataclasses.replace(opts, qstep=step), dm, size * size, bits)
                 header.frames, header.token_params = 0, coder.params()
     tl, kept = enc.tally, enc.kept
     tokens = np.concatenate(kept) if kept else (np.zeros((0, dm), np.float32) if opts.keep_tokens else None)

@@ -11,6 +11,7 @@ frames at the realtime CRF gave 23.8 dB at 12 kbit/s where a lower CRF every 34 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -56,11 +57,24 @@ def retry_step(opts: "EncodeOptions", qstep: float, tally: "Tally", total: int, 
     if opts.token_codec != "predictive" or opts.qstep is not None or not opts.cap_bpp or qstep >= top:
         return None
     over = total - opts.cap_bpp * pixels * tally.frames / 8
+    if tally.starved and tally.token_frames and not over > 0:  # within budget only by holding frames:
+        over = tally.starved * tally.token_bytes / tally.token_frames  # free what their tokens would take
     if over <= 0 or not tally.token_bytes:
         return None
     values = tally.token_frames * dm  # token bytes were written, so some frames had tokens
     now, need = tally.token_bytes * 8 / values, max(0.0, (tally.token_bytes - over) * 8 / values)
     return min(top, qstep * 2 ** (1.1 * (now - need) / predictive.BITS_PER_DOUBLING))
+
+
+def retry_bits(tally: "Tally", dm: int, qstep: float, step: float) -> float | None:
+    """What a value is expected to take in the second pass, at step: the first pass's bits a value at qstep,
+    0.6 bits fewer per doubling. Tokens far from the coder's default (refined ones cost more) then get
+    their share before any is coded, and the first keyframe's CRF is chosen knowing it. None: no tokens
+    were coded."""
+    if not tally.token_frames:
+        return None
+    now = tally.token_bytes * 8 / (tally.token_frames * dm)
+    return max(0.5, now - predictive.BITS_PER_DOUBLING * math.log2(step / qstep))
 
 
 @dataclass
@@ -71,6 +85,7 @@ class Tally:
     token_bytes: int = 0
     token_frames: int = 0
     adapt_bytes: int = 0
+    starved: int = 0       # frames held because their tokens would have gone over the file's budget
 
 
 class RateControl:
@@ -135,6 +150,17 @@ class RateControl:
         allowed = int(self.opts.target_bpp * h.width * h.height * (self.tally.frames + pending + 1) / 8)
         need = bs.keyframe_chunk_size(size) + bs.END_CHUNK_SIZE + (self.token_chunk(pending) if pending else 0)
         return self.writer.tell() + need <= allowed
+
+    def tokens_fit(self, pending: int, n: int) -> bool:
+        """Whether n more tokens, after pending ones not yet written (one chunk with them), keep a low-delay
+        file within the budget of its whole expected length (always without a cap or a known length). When
+        they do not, the encoder holds those frames instead: the budget is then spent, and this is what
+        keeps a file whose keyframe alone takes most of it within it."""
+        if not self.opts.cap_bpp or self.expected <= 0 or not n:
+            return True
+        h = self.header
+        allowed = int(self.opts.cap_bpp * h.width * h.height * self.expected / 8)
+        return self.writer.tell() + self.token_chunk(pending + n) + bs.END_CHUNK_SIZE <= allowed
 
     def adapt_room(self, key_bytes: list[int], token_runs: list[int]) -> int:
         """Bytes a window's ADPT payload may take under the cap, once its keyframes (key_bytes each) and token

@@ -6,7 +6,10 @@ import json
 import numpy as np
 import pytest
 
+from imfcodec.analysis import Analysis
 from imfcodec.codec import encode_file, read_info
+from imfcodec.ratecontrol import Tally, retry_bits
+from imfcodec.reader import Segments
 from imfcodec.video_io import probe
 
 from tests.conftest import cli, enc_opts, keyframe_indices
@@ -153,3 +156,32 @@ def test_spare_refreshes_without_an_interval_stay_within_the_target(tmp_path, cl
     target = free.bpp_total * 2
     spent = run("more.imf", target_bpp=target)
     assert spent.bpp_total <= target and len(keyframe_indices(tmp_path / "more.imf")) > 1
+
+
+def test_low_delay_holds_the_frames_whose_tokens_the_budget_cannot_pay(tmp_path, clip, tiny, monkeypatch):
+    """Where the first keyframe, at the codec's highest CRF, leaves the target room for only some frames'
+    tokens, the rest are held (the keyframe shows them) and the file stays within its target, even at the
+    coarsest token step. (Every frame is taken as one the synthesis shows better than the keyframe.)"""
+    monkeypatch.setattr(Analysis, "check", lambda self, x, t, ref, hold=False: ([False] * len(x),) * 2)
+    def run(name, **kw):
+        return encode_file(str(clip), str(tmp_path / name), enc_opts(
+            tiny, keyframe_interval=0, keyframe_position="start", refine_steps=0, token_codec="predictive",
+            hold=True, keyframe_quality=63, qstep=0.064, **kw))
+    free = run("free.imf")
+    assert free.bytes_tokens and "hold" not in _kinds(tmp_path / "free.imf")
+    target_bytes = free.bytes_total - free.bytes_tokens // 2
+    tight = run("tight.imf", target_bpp=target_bytes * 8 / (free.frames * free.width * free.height))
+    assert tight.bytes_total <= target_bytes and not tight.over_cap
+    assert {"hold", "tokens"} <= _kinds(tmp_path / "tight.imf")
+
+
+def _kinds(path) -> set[str]:
+    return {kind for kind, _, _ in Segments(str(path))}
+
+
+def test_a_second_pass_expects_what_the_first_pass_measured():
+    """The second pass's tokens are expected to take the first pass's bits a value, 0.6 fewer per doubling
+    of the step (refined tokens cost more than the coder's prior says)."""
+    tally = Tally(token_bytes=400, token_frames=40)  # 80 bits a frame: 2.5 bits a value at dm 32
+    assert retry_bits(tally, 32, 0.032, 0.064) == pytest.approx(2.5 - 0.6)
+    assert retry_bits(Tally(), 32, 0.032, 0.064) is None

@@ -7,7 +7,8 @@ second pass over a file that ended over its budget (retry_step). What a window l
 to the next, so the cap holds over the file. Planned windows spend a target on a lower CRF; low delay
 spends it on more keyframes instead (:meth:`RateControl.spare`): on the eval clips a refresh every 16
 frames at the realtime CRF gave 23.8 dB at 12 kbit/s where a lower CRF every 34 frames gave 22.1 dB at
-8.3 kbit/s and could spend no more (MODEL_CARD.md, "Rate cap and rate target").
+8.3 kbit/s and could spend no more (MODEL_CARD.md, "Rate cap and rate target"). Where even the coarsest
+step leaves no room, low delay holds frames rather than go over (:meth:`RateControl.tokens_fit`).
 """
 from __future__ import annotations
 

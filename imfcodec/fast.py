@@ -80,6 +80,10 @@ class LocalAlign(nn.Module):
         ys, xs = torch.meshgrid(torch.arange(g), torch.arange(g), indexing="ij")
         ys, xs = ys.flatten(), xs.flatten()
         self.offsets = [(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1)]
+        # per offset, where its neighbour is inside the grid: (output rows, cols), (neighbour rows, cols)
+        self.windows = [((slice(max(0, -dy), g - max(0, dy)), slice(max(0, -dx), g - max(0, dx))),
+                         (slice(max(0, dy), g + min(0, dy)), slice(max(0, dx), g + min(0, dx))))
+                        for dy, dx in self.offsets]
         ny = torch.stack([ys + dy for dy, _ in self.offsets], 1)  # (N, K)
         nx = torch.stack([xs + dx for _, dx in self.offsets], 1)
         valid = (ny >= 0) & (ny < g) & (nx >= 0) & (nx < g)
@@ -138,9 +142,8 @@ class LocalAlign(nn.Module):
             w = attn.weights.reshape(b, g, g, -1)
             out = torch.zeros(b, g, g, c, device=values.device)
             for vi, wi, oi in zip(v, w, out):
-                for j, (dy, dx) in enumerate(self.offsets):
-                    y0, y1, x0, x1 = max(0, -dy), g - max(0, dy), max(0, -dx), g - max(0, dx)
-                    oi[y0:y1, x0:x1].addcmul_(vi[y0 + dy:y1 + dy, x0 + dx:x1 + dx], wi[y0:y1, x0:x1, j:j + 1])
+                for j, ((ys, xs), (ny, nx)) in enumerate(self.windows):
+                    oi[ys, xs].addcmul_(vi[ny, nx], wi[ys, xs, j:j + 1])
             return out.reshape(b, n, c)
 
 

@@ -65,9 +65,8 @@ def token_rate(tokens: torch.Tensor, prev: torch.Tensor | None) -> torch.Tensor:
     (1, dm) for the first (0 without prev, where nothing is known to predict from). The predictive coder
     predicts a token by the last one and codes the difference under a Laplace model, so its bits grow
     about linearly with this distance (log2(e) / (scale x step) bits per unit)."""
-    before = tokens[:-1] if prev is None else torch.cat([prev.to(tokens), tokens[:-1]])
-    d = (tokens[-len(before):] - before).abs().sum(1) if len(before) else tokens.new_zeros(0)
-    return torch.cat([tokens.new_zeros(len(tokens) - len(d)), d])
+    first = tokens.new_zeros(1) if prev is None else (tokens[:1] - prev.to(tokens)).abs().sum(1)
+    return torch.cat([first, (tokens[1:] - tokens[:-1]).abs().sum(1)])
 
 
 def refine_tokens(model: IMF, ref: Reference, frames: torch.Tensor, tokens: torch.Tensor, steps: int,

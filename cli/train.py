@@ -31,6 +31,10 @@ from .common import console, run_guarded
               help="Autoencoder warm-up steps (current frame = reference).")
 @click.option("--gan-start", type=click.IntRange(min=0), default=20000, show_default=True,
               help="Step at which the hinge GAN loss starts.")
+@click.option("--d-lr", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Discriminator's learning rate (0: the same as --lr); not decayed.")
+@click.option("--d-warmup", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Steps from --gan-start that train the discriminator alone on the generator's frames.")
 @click.option("--eval-every", type=click.IntRange(min=0), default=500, show_default=True, help="Steps between evaluations.")
 @click.option("--token-l2", type=click.FloatRange(min=0), default=1e-4, show_default=True,
               help="Weight of the mean squared token value: keeps tokens from drifting in scale.")
@@ -52,9 +56,9 @@ from .common import console, run_guarded
               help="Start from these weights (no optimiser state): fine-tune shipped weights.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-def train(data, eval_data, out, size, dm, steps, batch, lr, lr_decay, loss, ae_steps, gan_start, eval_every, token_l2,
-          flow_steps, flow_sup, max_minutes, cache_dir, resume, init, device, seed, even_clips, pixel_path, bf16,
-          channels_last):
+def train(data, eval_data, out, size, dm, steps, batch, lr, lr_decay, loss, ae_steps, gan_start, d_lr, d_warmup,
+          eval_every, token_l2, flow_steps, flow_sup, max_minutes, cache_dir, resume, init, device, seed, even_clips,
+          pixel_path, bf16, channels_last):
     """Train the IMF network on videos; the best EMA weights go to OUT/best.safetensors."""
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed and not dist.is_initialized():
@@ -62,7 +66,8 @@ def train(data, eval_data, out, size, dm, steps, batch, lr, lr_decay, loss, ae_s
         dist.init_process_group("nccl" if device != "cpu" and torch.cuda.is_available() else "gloo")
     opt = TrainOptions(data=list(data), out=out, size=size, dm=dm, steps=steps, batch=batch, lr=lr,
                        lr_decay=lr_decay, loss=loss,
-                       ae_steps=ae_steps, gan_start=gan_start, eval_data=list(eval_data), eval_every=eval_every,
+                       ae_steps=ae_steps, gan_start=gan_start, d_lr=d_lr, d_warmup=d_warmup,
+                       eval_data=list(eval_data), eval_every=eval_every,
                        token_l2=token_l2, flow_steps=flow_steps, flow_sup=flow_sup, max_minutes=max_minutes,
                        cache_dir=cache_dir, resume=resume, init=init, device=device, seed=seed,
                        even_clips=even_clips, pixel_path=pixel_path, bf16=bf16, channels_last=channels_last)

@@ -56,6 +56,27 @@ def test_one_step_changes_weights_and_losses_finite(data_dir, tmp_path):
     assert len(changed) > 0.5 * len(before)
 
 
+def test_discriminator_warmup_trains_d_alone_at_its_own_rate(data_dir, tmp_path):
+    """--d-warmup: the first steps from --gan-start move D and leave G (and its EMA) as they were; --d-lr
+    sets D's rate apart from G's; after the warm-up both learn."""
+    torch.manual_seed(0)
+    t = Trainer(opts(data_dir, tmp_path, ae_steps=0, gan_start=0, d_warmup=2, lr=1e-4, d_lr=3e-4))
+    assert [g["lr"] for g in t.opt_d.param_groups] == [3e-4] and [g["lr"] for g in t.opt_g.param_groups] == [1e-4]
+    g0 = {k: v.clone() for k, v in t.G.state_dict().items()}
+    e0 = {k: v.clone() for k, v in t.ema.state_dict().items()}
+    d0 = {k: v.clone() for k, v in t.D.state_dict().items()}
+    for t.step in range(2):
+        st = t.train_step()
+        assert st["skipped"] == 0 and st["d"] > 0 and st["adv"] == 0
+    assert all(torch.equal(v, g0[k]) for k, v in t.G.state_dict().items())
+    assert all(torch.equal(v, e0[k]) for k, v in t.ema.state_dict().items())
+    assert any(not torch.equal(v, d0[k]) for k, v in t.D.state_dict().items())
+    t.step = 2
+    st = t.train_step()
+    assert st["skipped"] == 0 and st["adv"] != 0 and st["d"] > 0
+    assert any(not torch.equal(v, g0[k]) for k, v in t.G.state_dict().items())
+
+
 def test_distortion_loss_with_cosine_decay(data_dir, tmp_path):
     """--loss distortion trains on the refinement's loss; --lr-decay cosine halves the rate midway."""
     torch.manual_seed(0)

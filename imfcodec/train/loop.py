@@ -43,6 +43,8 @@ class TrainOptions:
     loss: str = "perceptual"      # or "distortion": 50 MSE + (1 - MS-SSIM), what the codec is scored by
     ae_steps: int = 1000          # autoencoder warm-up: current frame = reference
     gan_start: int = 20000        # step at which the hinge GAN term starts
+    d_lr: float = 0.0             # discriminator's Adam rate (0: the generator's --lr), never decayed
+    d_warmup: int = 0             # steps from gan_start that train the discriminator alone on G's frames
     same_prob: float = 0.1        # share of autoencoding pairs after the warm-up
     eval_data: list[str] = field(default_factory=list)
     eval_every: int = 500
@@ -145,7 +147,7 @@ class Trainer:
             _channels_last(self.G, self.D)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=opt.lr, betas=(0.5, 0.999))
         self.base_lrs = [g["lr"] for g in self.opt_g.param_groups]
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=opt.lr, betas=(0.5, 0.999))
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=opt.d_lr or opt.lr, betas=(0.5, 0.999))
         self.step = 0
         self.best = -math.inf
         self.base_steps = 0  # steps already in the --init weights (for the model card)
@@ -292,6 +294,8 @@ class Trainer:
         ref, cur = ref.to(self.device, memory_format=fmt), cur.to(self.device, memory_format=fmt)
         gan = self.step >= opt.gan_start
         amp = self._amp()
+        if gan and self.step < opt.gan_start + opt.d_warmup:
+            return self.d_step(ref, cur)
         self.G_train.train()
         with amp:
             fake, tokens, _ = self.G_train(ref, cur, return_aux=True)
@@ -324,18 +328,35 @@ class Trainer:
             return {**stats, "skipped": 1}
         self.opt_g.step()
         if gan:
-            with amp:
-                rl, _ = self.D_train(cur)
-                fl, _ = self.D_train(fake.detach())
-                ld = hinge_d(rl, fl)
-            if torch.isfinite(ld):
-                self.opt_d.zero_grad(set_to_none=True)
-                ld.backward()
-                torch.nn.utils.clip_grad_norm_(self.D.parameters(), opt.grad_clip)
-                self.opt_d.step()
-                stats["d"] = ld.item()
+            stats["d"] = self._update_d(cur, fake.detach())
         self._ema_update()
         return {**stats, "skipped": 0}
+
+    def d_step(self, ref: torch.Tensor, cur: torch.Tensor) -> dict:
+        """Discriminator warm-up: G (in training mode, as its frames look when the GAN term starts) makes
+        frames without gradients and only D learns, so that the adversarial term starts from a critic that
+        already separates real from generated frames instead of pushing G at random."""
+        self.G_train.train()
+        with torch.no_grad(), self._amp():
+            fake = self.G_train(ref, cur)
+        fake = fake.float()
+        l1 = (fake - cur).abs().mean().item()
+        d = self._update_d(cur, fake)
+        return {"l1": l1, "perc": 0.0, "adv": 0.0, "fm": 0.0, "tok": 0.0, "sup": 0.0, "d": d, "skipped": 0}
+
+    def _update_d(self, real: torch.Tensor, fake: torch.Tensor) -> float:
+        """One hinge step of D on real and (detached) generated frames; its loss (0 when skipped as not finite)."""
+        with self._amp():
+            rl, _ = self.D_train(real)
+            fl, _ = self.D_train(fake)
+            ld = hinge_d(rl, fl)
+        if not torch.isfinite(ld):
+            return 0.0
+        self.opt_d.zero_grad(set_to_none=True)
+        ld.backward()
+        torch.nn.utils.clip_grad_norm_(self.D.parameters(), self.opt.grad_clip)
+        self.opt_d.step()
+        return ld.item()
 
     def _set_lr(self) -> None:
         """With --lr-decay cosine, the generator's rates fall from their base values to 0 at opt.steps, so

@@ -142,16 +142,20 @@ class Encoder:
         rate = self.refine_rate()
 
         def key(n: int, x: np.ndarray, refresh: bool = False) -> bool:
-            """Make frame n a keyframe; a refresh (one the interval or spare rate asks for, not the quality
-            check) the rate cannot pay for even at the codec's highest CRF is put off instead (False)."""
+            """Make frame n a keyframe. One the rate cannot pay for even at the codec's highest CRF is put
+            off instead (False): a refresh (one the interval or spare rate asks for), and with --hold one the
+            quality check asks for, whose frame is then held (the first keyframe never is)."""
             nonlocal last_key, ref, retry
             q = o.keyframe_quality
+            optional = refresh or o.hold and n > 0
             if o.cap_bpp:  # a trial first: hevc-inter's refreshes cannot be taken back once coded
+                if optional and n < retry:
+                    return False  # one was put off just before: the budget has not recovered
                 frames, runs = serves(n), self.runs(0, serves(n) - 1)
                 (trial,), q = self.rate.intra([x], frames, runs)
                 early = refresh and not 0 < o.keyframe_interval <= n - last_key  # by spare rate alone
-                if refresh and not (self.rate.spare(0, len(trial)) if early else
-                                    self.rate.affordable([trial], frames, runs)):
+                if optional and not (self.rate.spare(0, len(trial)) if early else
+                                     self.rate.affordable([trial], frames, runs)):
                     retry = n + (1 if early else max(1, o.keyframe_interval // 4))
                     return False
             data = self.keys.commit(x, q)
@@ -197,8 +201,13 @@ class Encoder:
                     i += len(x)
                     continue
                 close()
-                key(first, pending[i + j])  # the quality check's: never put off
-                first, pending, i = last_key + 1, pending[i + j + 1:], 0
+                if key(first, pending[i + j]):  # the quality check's
+                    first, pending, i = last_key + 1, pending[i + j + 1:], 0
+                    continue
+                run.append(None)  # out of budget for a keyframe: the frame is held, the segment goes on
+                self.advance(1)
+                self.tally.starved += 1
+                i += j + 1
             close()
             pending = []
 

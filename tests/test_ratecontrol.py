@@ -175,6 +175,24 @@ def test_low_delay_holds_the_frames_whose_tokens_the_budget_cannot_pay(tmp_path,
     assert {"hold", "tokens"} <= _kinds(tmp_path / "tight.imf")
 
 
+def test_low_delay_holds_a_frame_whose_quality_keyframe_the_budget_cannot_pay(tmp_path, clip, tiny, monkeypatch):
+    """With --hold, a keyframe the quality check asks for that would take the file past its budget, even at
+    the codec's highest CRF, is put off: its frame is held and the file stays within its target. Without
+    a target the same check makes keyframes. (Every frame is taken as one the quality check fails.)"""
+    monkeypatch.setattr(Analysis, "check", lambda self, x, t, ref, hold=False: ([True] * len(x), [False] * len(x)))
+    def run(name, **kw):
+        return encode_file(str(clip), str(tmp_path / name), enc_opts(
+            tiny, keyframe_interval=0, keyframe_position="start", refine_steps=0, token_codec="predictive",
+            hold=True, keyframe_quality=63, qstep=0.064, **kw))
+    free = run("free.imf")
+    assert len(keyframe_indices(tmp_path / "free.imf")) == free.frames
+    target_bytes = free.bytes_total // 2
+    tight = run("tight.imf", target_bpp=target_bytes * 8 / (free.frames * free.width * free.height))
+    assert tight.bytes_total <= target_bytes and not tight.over_cap
+    assert 1 <= len(keyframe_indices(tmp_path / "tight.imf")) < free.frames
+    assert "hold" in _kinds(tmp_path / "tight.imf")
+
+
 def _kinds(path) -> set[str]:
     return {kind for kind, _, _ in Segments(str(path))}
 

@@ -69,13 +69,35 @@ def _band(n: int, win: torch.Tensor) -> torch.Tensor:
     return m
 
 
+def _shifted_blur(stats: torch.Tensor, win: torch.Tensor) -> torch.Tensor:
+    """The valid separable filter of the last two dimensions without gradients: one image at a time, as
+    shifted multiply-adds into buffers that stay in cache. At 256x256 about a quarter of the band
+    matrices' time (they multiply by mostly zeros); the same sums to float rounding."""
+    taps = win.tolist()
+    k, (h, w) = len(taps), stats.shape[-2:]
+    flat = stats.reshape(-1, h, w)
+    out = torch.empty(flat.shape[0], h - k + 1, w - k + 1, dtype=stats.dtype, device=stats.device)
+    rows = torch.empty(h, w - k + 1, dtype=stats.dtype, device=stats.device)
+    for img, o in zip(flat, out):
+        torch.mul(img[:, :w - k + 1], taps[0], out=rows)
+        for i in range(1, k):
+            rows.add_(img[:, i:i + w - k + 1], alpha=taps[i])
+        torch.mul(rows[:h - k + 1], taps[0], out=o)
+        for i in range(1, k):
+            o.add_(rows[i:i + h - k + 1], alpha=taps[i])
+    return out.reshape(*stats.shape[:-2], h - k + 1, w - k + 1)
+
+
 def ssim_maps(x: torch.Tensor, y: torch.Tensor, win: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """SSIM and contrast-structure maps (valid filtering with a separable window, as the reference code)."""
     c1, c2 = 0.01 ** 2, 0.03 ** 2
-    bw = _band(x.shape[-1], win).to(x)
-    bh = _band(x.shape[-2], win).to(x).t()
     stats = torch.stack([x, y, x * x, y * y, x * y])  # one pass of the blur for all five
-    mx, my, exx, eyy, exy = bh @ (stats @ bw)
+    if stats.requires_grad:
+        bw = _band(x.shape[-1], win).to(x)
+        bh = _band(x.shape[-2], win).to(x).t()
+        mx, my, exx, eyy, exy = bh @ (stats @ bw)
+    else:
+        mx, my, exx, eyy, exy = _shifted_blur(stats, win.to(x.dtype))
     sxx = exx - mx * mx
     syy = eyy - my * my
     sxy = exy - mx * my

@@ -25,6 +25,11 @@ def test_resolve_model_refuses_missing_and_untrained_weights(tmp_path, tiny):
     assert resolve_model(str(tiny), 16, torch.device("cpu"), True).model.cfg.dm == 16
 
 
-def test_the_shipped_prior_is_found():
-    path = shipped_prior_path(32)
-    assert os.path.isfile(path) and shipped_priors(32) == [path] and shipped_priors(7) == []
+@pytest.mark.parametrize("dm", [16, 32, 64])
+def test_a_prior_ships_for_every_shipped_token_size(dm):
+    """Each shipped network has a learned prior fitted to its own E_T, so --token-codec learned works at
+    --dm 16, 32 and 64; it loads, for the right token size."""
+    from entropy.learned import IntPrior
+    path = shipped_prior_path(dm)
+    assert os.path.isfile(path) and shipped_priors(dm) == [path] and shipped_priors(7) == []
+    assert IntPrior.load(path).dm == dm

@@ -1,12 +1,13 @@
 """Weights files compared through the whole codec: the same clips encoded with each, at a preset.
 
     python benchmarks/weights_codec.py WEIGHTS... --data DIR [--data DIR] [--preset realtime] [--frames 100]
-        [--keyframe-quality 40] [--token-codec zfp]
+        [--keyframe-quality 40] [--token-codec zfp] [--bitrate 5k] [--per-clip]
 
-For every weights file and folder: mean bpp (every bit of the file), PSNR-RGB and MS-SSIM of the decoded
-frames against the source at the model's size (centre crop, as the encoder codes it), the same for each
-frame's own decoded keyframe repeated (the floor the tokens must beat, at the keyframes' bits), and the
-share of non-key frames rebuilt at least as well as that repeat in PSNR.
+For every weights file and folder: mean bpp (every bit of the file), PSNR-RGB, MS-SSIM and GMSD (lower is
+better: blur and smeared edges raise it) of the decoded frames against the source at the model's size
+(centre crop, as the encoder codes it), the same for each frame's own decoded keyframe repeated (the floor
+the tokens must beat, at the keyframes' bits), and the share of non-key frames rebuilt at least as well as
+that repeat in PSNR. With --bitrate every file is coded to that rate target.
 """
 from __future__ import annotations
 
@@ -18,21 +19,24 @@ import numpy as np
 
 from imfcodec.bench.clip import mapped_rgb
 from imfcodec.codec import DecodeOptions, decode_file, encode_file, repeat_keyframes
-from imfcodec.metrics import msssim, psnr_rgb
+from imfcodec.metrics import gmsd, msssim, psnr_rgb
+from imfcodec.options import parse_bitrate
 from imfcodec.presets import preset_options
 from imfcodec.train.data import find_videos
 
 
-def measure(weights: str, clip: str, preset: str, frames: int, quality: int, codec: str, tmp: str) -> dict:
+def measure(weights: str, clip: str, preset: str, frames: int, quality: int, codec: str, bitrate: float,
+            tmp: str) -> dict:
     out = os.path.join(tmp, "x.imf")
     res = encode_file(clip, out, preset_options(preset, weights=weights, max_frames=frames,
-                                                keyframe_quality=quality, token_codec=codec))
+                                                keyframe_quality=quality, token_codec=codec, bitrate=bitrate))
     src = mapped_rgb(clip, res.width, frames)
     dec = np.stack(decode_file(out, None, DecodeOptions(weights=weights), keep_frames=True).frames_rgb)
     rep = repeat_keyframes(out)
     p, r = psnr_rgb(dec, src), psnr_rgb(rep, src)
     moving = ~np.all(dec == rep, axis=(1, 2, 3))  # keyframes decode to themselves
-    return {"bpp": res.bpp_total, "bpp_tokens": res.bpp_tokens, "psnr": float(p.mean()), "msssim": float(msssim(dec, src).mean()),
+    return {"bpp": res.bpp_total, "bpp_tokens": res.bpp_tokens, "psnr": float(p.mean()),
+            "msssim": float(msssim(dec, src).mean()), "gmsd": float(gmsd(dec, src).mean()),
             "rep_psnr": float(r.mean()), "rep_msssim": float(msssim(rep, src).mean()),
             "beats": float((p[moving] >= r[moving]).mean()) if moving.any() else 1.0}
 
@@ -45,16 +49,27 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=100)
     ap.add_argument("--keyframe-quality", type=int, default=40)
     ap.add_argument("--token-codec", default="zfp")
+    ap.add_argument("--bitrate", type=parse_bitrate, default=0.0, help="rate target, e.g. 5k (default: none)")
+    ap.add_argument("--per-clip", action="store_true", help="a line for every clip as well")
     a = ap.parse_args()
+
+    def line(name: str, m: dict) -> str:
+        return (f"{name}: {m['bpp']:.5f} bpp (tokens {m['bpp_tokens']:.5f})  {m['psnr']:.2f} dB / "
+                f"{m['msssim']:.4f} / GMSD {m['gmsd']:.4f}   its keyframes repeated {m['rep_psnr']:.2f} / "
+                f"{m['rep_msssim']:.4f}   frames >= repeat {m['beats']:.0%}")
+
     with tempfile.TemporaryDirectory() as tmp:
         for d in a.data:
             for w in a.weights:
-                rows = [measure(w, c, a.preset, a.frames, a.keyframe_quality, a.token_codec, tmp) for c in find_videos([d])]
+                rows = []
+                for c in find_videos([d]):
+                    rows.append(measure(w, c, a.preset, a.frames, a.keyframe_quality, a.token_codec, a.bitrate, tmp))
+                    if a.per_clip:
+                        print(line(f"  {os.path.basename(w)}  {os.path.basename(c)}", rows[-1]), flush=True)
                 m = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
-                print(f"{os.path.basename(w)}  {d}  {a.preset} crf {a.keyframe_quality} "
-                      f"{a.token_codec}: {m['bpp']:.5f} bpp (tokens {m['bpp_tokens']:.5f})  "
-                      f"{m['psnr']:.2f} dB / {m['msssim']:.4f}   its keyframes repeated {m['rep_psnr']:.2f} / "
-                      f"{m['rep_msssim']:.4f}   frames >= repeat {m['beats']:.0%}", flush=True)
+                rate = f" {a.bitrate / 1000:g}k" if a.bitrate else ""
+                print(line(f"{os.path.basename(w)}  {d}  {a.preset} crf {a.keyframe_quality} {a.token_codec}{rate}", m),
+                      flush=True)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
 """Quality metrics: MS-SSIM's two filtering paths (with and without gradients) agree with each other and
-with a plain 2-D convolution; identical frames score 1; PSNR is 10 log10(1 / MSE)."""
+with a plain 2-D convolution; identical frames score 1; PSNR is 10 log10(1 / MSE); GMSD rises with blur."""
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from imfcodec.metrics import gaussian_window, msssim, msssim_t, psnr_rgb, ssim_maps
+from imfcodec.metrics import gaussian_window, gmsd, msssim, msssim_t, psnr_rgb, ssim_maps
 
 
 def _conv_ssim(x: torch.Tensor, y: torch.Tensor, win: torch.Tensor) -> torch.Tensor:
@@ -51,3 +51,16 @@ def test_numpy_metrics_on_uint8_frames():
     b[1] += 10
     assert np.isinf(psnr_rgb(a, b)[0]) and psnr_rgb(a, b)[1] == pytest.approx(10 * np.log10(255 ** 2 / 100))
     assert msssim(a, a) == pytest.approx([1, 1])
+
+
+def test_gmsd_is_zero_for_identical_frames_and_ranks_blur_below_sharpness():
+    """GMSD is 0 for a frame against itself (as tensors and as uint8 arrays) and grows with the blur."""
+    g = torch.Generator().manual_seed(2)
+    base = F.interpolate(torch.rand(1, 3, 32, 32, generator=g), size=128, mode="bicubic").clamp(0, 1)
+    edges = (torch.rand(1, 3, 128, 128, generator=g) > 0.5).float()
+    x = (0.5 * base + 0.5 * F.avg_pool2d(edges, 3, stride=1, padding=1)).clamp(0, 1)
+    assert gmsd(x, x) == pytest.approx([0.0], abs=1e-9)
+    blur = [F.avg_pool2d(x, k, stride=1, padding=k // 2, count_include_pad=False) for k in (3, 7)]
+    assert gmsd(x, blur[0])[0] < gmsd(x, blur[1])[0]
+    arr = lambda t: (t[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)  # noqa: E731
+    assert gmsd(arr(x), arr(x)) == pytest.approx([0.0], abs=1e-9)

@@ -142,21 +142,25 @@ class Encoder:
         rate = self.refine_rate()
 
         def key(n: int, x: np.ndarray, refresh: bool = False) -> bool:
-            """Make frame n a keyframe. One the rate cannot pay for even at the codec's highest CRF is put
-            off instead (False): a refresh (one the interval or spare rate asks for), and with --hold one the
-            quality check asks for, whose frame is then held (the first keyframe never is)."""
-            nonlocal last_key, ref, retry
+            """Make frame n a keyframe. A refresh (one the interval or spare rate asks for) the rate cannot
+            pay for even at the codec's highest CRF is put off instead (False); with --hold, so is one the
+            quality check asks for that would take the file past its whole budget, and its frame is held
+            (the first keyframe never is)."""
+            nonlocal last_key, ref, retry, broke
             q = o.keyframe_quality
-            optional = refresh or o.hold and n > 0
+            quality = n > 0 and not refresh and o.hold  # the quality check's, which --hold may put off
+            if quality and broke:
+                return False  # one found the whole budget spent: later ones are not tried
             if o.cap_bpp:  # a trial first: hevc-inter's refreshes cannot be taken back once coded
-                if optional and n < retry:
-                    return False  # one was put off just before: the budget has not recovered
                 frames, runs = serves(n), self.runs(0, serves(n) - 1)
                 (trial,), q = self.rate.intra([x], frames, runs)
                 early = refresh and not 0 < o.keyframe_interval <= n - last_key  # by spare rate alone
-                if optional and not (self.rate.spare(0, len(trial)) if early else
-                                     self.rate.affordable([trial], frames, runs)):
+                if refresh and not (self.rate.spare(0, len(trial)) if early else
+                                    self.rate.affordable([trial], frames, runs)):
                     retry = n + (1 if early else max(1, o.keyframe_interval // 4))
+                    return False
+                if quality and not self.rate.key_fits(len(trial)):
+                    broke = True
                     return False
             data = self.keys.commit(x, q)
             last_key, last = n, None
@@ -226,6 +230,7 @@ class Encoder:
                                              or self.rate.spare(len(pending), self.keys.estimate()))
 
         n = retry = 0
+        broke = False  # a quality keyframe found the file's whole budget spent
         for x in frames:
             if keyframe_due(n):
                 flush()  # may turn a pending frame into a keyframe, which moves last_key

@@ -163,6 +163,16 @@ class RateControl:
         allowed = int(self.opts.cap_bpp * h.width * h.height * self.expected / 8)
         return self.writer.tell() + self.token_chunk(pending + n) + bs.END_CHUNK_SIZE <= allowed
 
+    def key_fits(self, size: int) -> bool:
+        """Whether a keyframe of size bytes keeps a low-delay file within the budget of its whole expected
+        length (always without a cap or a known length): the test a keyframe the quality check asks for
+        must pass under --hold, where the frames after it can be held if their tokens then do not fit."""
+        if not self.opts.cap_bpp or self.expected <= 0:
+            return True
+        h = self.header
+        allowed = int(self.opts.cap_bpp * h.width * h.height * self.expected / 8)
+        return self.writer.tell() + bs.keyframe_chunk_size(size) + bs.END_CHUNK_SIZE <= allowed
+
     def adapt_room(self, key_bytes: list[int], token_runs: list[int]) -> int:
         """Bytes a window's ADPT payload may take under the cap, once its keyframes (key_bytes each) and token
         chunks (token_runs frames each) are written."""

@@ -7,6 +7,7 @@ decoder adaptation (adapt) are their own modules; this one orders their work and
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import time
@@ -119,6 +120,14 @@ class Encoder:
         if self.opts.keep_tokens:
             self.kept.append(np.full((n, self.header.dm), np.nan, np.float32))
 
+    def chunk_fits(self, t: torch.Tensor) -> bool:
+        """Whether tokens t, coded as the next chunk, keep the file within its whole budget: coded on a copy
+        of the coder, whose context (the tokens before) must not move unless the chunk is written."""
+        if not self.opts.cap_bpp:
+            return True
+        payload, _ = copy.deepcopy(self.coder).encode(t.numpy())
+        return self.rate.chunk_fits(len(payload), len(t))
+
     def put_tokens(self, start: int, toks: list[torch.Tensor]) -> None:
         """Write the token batches toks, frames start on, as one chunk."""
         t = torch.cat(toks) if toks else None
@@ -178,6 +187,9 @@ class Encoder:
                 nonlocal first, run
                 if run and run[0] is None:
                     self.put_hold(first, len(run))
+                elif run and o.hold and not self.chunk_fits(torch.cat(run)):
+                    self.put_hold(first, len(run))  # coded, they would take the file past its budget
+                    self.tally.starved += len(run)
                 elif run:
                     self.put_tokens(first, [torch.cat(run)])
                 first, run = first + len(run), []

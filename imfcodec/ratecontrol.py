@@ -157,21 +157,28 @@ class RateControl:
         file within the budget of its whole expected length (always without a cap or a known length). When
         they do not, the encoder holds those frames instead: the budget is then spent, and this is what
         keeps a file whose keyframe alone takes most of it within it."""
-        if not self.opts.cap_bpp or self.expected <= 0 or not n:
-            return True
-        h = self.header
-        allowed = int(self.opts.cap_bpp * h.width * h.height * self.expected / 8)
-        return self.writer.tell() + self.token_chunk(pending + n) + bs.END_CHUNK_SIZE <= allowed
+        return not n or self._within_whole(self.token_chunk(pending + n))
 
     def key_fits(self, size: int) -> bool:
         """Whether a keyframe of size bytes keeps a low-delay file within the budget of its whole expected
         length (always without a cap or a known length): the test a keyframe the quality check asks for
         must pass under --hold, where the frames after it can be held if their tokens then do not fit."""
+        return self._within_whole(bs.keyframe_chunk_size(size))
+
+    def chunk_fits(self, size: int, n: int) -> bool:
+        """Whether a coded token chunk of n frames with a payload of size bytes keeps a low-delay file within
+        the budget of its whole expected length: the check on the chunk itself that tokens_fit's estimate
+        stands in for (a chunk can take more than the file's mean so far, even with the margin)."""
+        return self._within_whole(bs.token_chunk_size(size, n))
+
+    def _within_whole(self, chunk: int) -> bool:
+        """Whether a chunk of that many bytes, written now, leaves room for the file's end within the budget
+        of its whole expected length (always without a cap or a known length)."""
         if not self.opts.cap_bpp or self.expected <= 0:
             return True
         h = self.header
         allowed = int(self.opts.cap_bpp * h.width * h.height * self.expected / 8)
-        return self.writer.tell() + bs.keyframe_chunk_size(size) + bs.END_CHUNK_SIZE <= allowed
+        return self.writer.tell() + chunk + bs.END_CHUNK_SIZE <= allowed
 
     def adapt_room(self, key_bytes: list[int], token_runs: list[int]) -> int:
         """Bytes a window's ADPT payload may take under the cap, once its keyframes (key_bytes each) and token

@@ -193,6 +193,25 @@ def test_low_delay_holds_a_frame_whose_quality_keyframe_the_budget_cannot_pay(tm
     assert "hold" in _kinds(tmp_path / "tight.imf")
 
 
+def test_low_delay_holds_a_coded_chunk_that_would_go_over_whatever_the_estimate_said(tmp_path, clip, tiny,
+                                                                                    monkeypatch):
+    """tokens_fit decides on an estimate of a chunk's bytes; the chunk as coded is checked too, and held
+    when it would take the file past its budget. (The estimate is made to say 1 byte a chunk, and every
+    frame is one the synthesis shows better than the keyframe.)"""
+    from imfcodec.ratecontrol import RateControl
+    monkeypatch.setattr(Analysis, "check", lambda self, x, t, ref, hold=False: ([False] * len(x),) * 2)
+    monkeypatch.setattr(RateControl, "token_bytes", lambda self, n: 1)
+    def run(name, **kw):
+        return encode_file(str(clip), str(tmp_path / name), enc_opts(
+            tiny, keyframe_interval=0, keyframe_position="start", refine_steps=0, token_codec="predictive",
+            hold=True, keyframe_quality=63, qstep=0.064, **kw))
+    free = run("free.imf")
+    target_bytes = free.bytes_total - free.bytes_tokens // 2
+    tight = run("tight.imf", target_bpp=target_bytes * 8 / (free.frames * free.width * free.height))
+    assert tight.bytes_total <= target_bytes and not tight.over_cap
+    assert {"hold", "tokens"} <= _kinds(tmp_path / "tight.imf")
+
+
 def _kinds(path) -> set[str]:
     return {kind for kind, _, _ in Segments(str(path))}
 

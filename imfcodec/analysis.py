@@ -48,7 +48,7 @@ class Analysis:
         a reference), else E_T's."""
         if self.guess is not None and ref is not None:
             return self.guess(x, ref.image)
-        return self.synth.encode_tokens(x)
+        return self.model.encode_tokens(x)
 
     def tokens(self, x: torch.Tensor, ref: Reference | None, refine: bool = True, rate: float = 0.0,
                prev: torch.Tensor | None = None) -> torch.Tensor:

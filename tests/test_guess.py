@@ -11,7 +11,7 @@ from imfcodec.model.guess import guess_from, load_guess, save_guess
 from imfcodec.model.weights import load_weights
 from imfcodec.train.guess import GuessOptions, GuessTrainer, compare
 from imfcodec.train.data import FrameCache, find_videos, load_clip
-from tests.conftest import dec_opts, enc_opts, make_clip
+from tests.conftest import TINY, dec_opts, enc_opts, make_clip
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +61,36 @@ def test_one_step_trains_the_guess_only(tiny, data_dir, tmp_path):
     assert all(torch.equal(v, model_before[k]) for k, v in t.model.state_dict().items())
     assert any(not torch.equal(v, guess_before[k]) for k, v in t.guess.state_dict().items())
     assert all(not p.requires_grad for p in t.model.parameters())
+
+
+def test_refined_targets_are_made_and_pull_the_guess(tiny, other_tiny, data_dir, tmp_path):
+    """guess_targets stores refined tokens of cached pairs (appending on a rerun); a trainer given them
+    draws those pairs and its token term moves the guess toward them."""
+    from imfcodec.train import guess_targets
+    out, cache = tmp_path / "t.npz", str(tmp_path / "cache")
+    args = [str(tiny), "--data", str(data_dir), "--cache-dir", cache, "--out", str(out), "--batch", "2",
+            "--steps", "3", "--distance", "2"]
+    guess_targets.main(args + ["--pairs", "2"])
+    guess_targets.main(args + ["--pairs", "4"])
+    with np.load(out) as z:
+        rows, tokens, et = z["rows"], z["tokens"], z["et"]
+        assert bytes(z["weights_id"]) == load_weights(str(tiny)).model_id
+    assert rows.shape == (4, 2) and tokens.shape == et.shape == (4, TINY.dm)
+    assert np.all(np.abs(rows[:, 0] - rows[:, 1]) <= 2) and not np.array_equal(tokens, et)
+    torch.manual_seed(0)
+    t = GuessTrainer(GuessOptions(str(tiny), [str(data_dir)], str(tmp_path / "run"), batch=4, steps=4,
+                                  cache_dir=cache, targets=str(out), target_weight=100.0, lr=1e-4))
+    ref, cur, target = t._target_batch()
+    with torch.no_grad():
+        before = (t.guess(cur, ref) - target).pow(2).mean()
+    t.sampler.rng = np.random.default_rng(0)
+    for _ in range(3):
+        assert np.isfinite(t.train_step())
+    with torch.no_grad():
+        assert (t.guess(cur, ref) - target).pow(2).mean() < before
+    with pytest.raises(ValueError, match="other weights"):
+        GuessTrainer(GuessOptions(str(other_tiny), [str(data_dir)], str(tmp_path / "r2"),
+                                  cache_dir=cache, targets=str(out)))
 
 
 def test_compare_reports_both(tiny, data_dir, tmp_path):

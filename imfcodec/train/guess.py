@@ -6,6 +6,11 @@ from the guess's token, with respect to the guess's parameters only. The decoder
 so every .imf still decodes. Evaluation compares the guess with E_T on held-out clips (frame 0 the
 reference); the best guess by that loss is kept.
 
+With ``--targets`` (an .npz from imfcodec.train.guess_targets: pairs of the same training cache and the
+tokens the encoder's refinement found for them) the batches are those pairs, and the loss adds
+``--target-weight`` x the mean squared distance of the guess's tokens from the refined ones: a direct pull
+toward what refinement finds, where the decoder's gradient alone barely moves the guess.
+
     python -m imfcodec.train.guess WEIGHTS --data DIR [--data DIR ...] --eval-data DIR --out RUN
 """
 from __future__ import annotations
@@ -20,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..frames import to_tensor
 from ..metrics import msssim, psnr_rgb
 from ..model import IMF
 from ..model.guess import TokenGuess, guess_from, save_guess
@@ -45,6 +51,8 @@ class GuessOptions:
     ckpt_minutes: float = 5.0
     max_minutes: float = 0.0
     seed: int = 0
+    targets: str = ""
+    target_weight: float = 100.0
 
 
 @torch.no_grad()
@@ -83,9 +91,27 @@ class GuessTrainer:
         if opt.eval_data:
             ecache = FrameCache(find_videos(opt.eval_data), size, cache_dir)
             self.clips = [load_clip(ecache, i, opt.eval_frames, opt.eval_stride) for i in range(len(ecache.clips))]
+        self.targets = self._targets(opt.targets) if opt.targets else None
         self.step, self.best = 0, math.inf
         if os.path.exists(self.ckpt_path):
             self._load()
+
+    def _targets(self, path: str) -> dict[str, np.ndarray]:
+        with np.load(path) as z:
+            t = {k: z[k] for k in z.files}
+        if bytes(t["weights_id"]) != self.weights_id:
+            raise ValueError(f"{path} was refined with other weights")
+        if int(t["rows"].max()) >= len(self.sampler.cache.frames):
+            raise ValueError(f"{path} was made from another frame cache")
+        return t
+
+    def _target_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        t = self.targets
+        pick = self.sampler.rng.integers(len(t["rows"]), size=self.opt.batch)
+        frames = self.sampler.cache.frames
+        ref = to_tensor([np.asarray(frames[r]) for r in t["rows"][pick, 0]])
+        cur = to_tensor([np.asarray(frames[c]) for c in t["rows"][pick, 1]])
+        return ref, cur, torch.from_numpy(t["tokens"][pick])
 
     @property
     def ckpt_path(self) -> str:
@@ -117,7 +143,10 @@ class GuessTrainer:
 
     def train_step(self) -> float:
         """One Adam step of the guess on a batch of pairs; returns the batch's loss."""
-        ref_frames, cur = self.sampler.batch(self.opt.batch)
+        if self.targets is not None:
+            ref_frames, cur, target = self._target_batch()
+        else:
+            (ref_frames, cur), target = self.sampler.batch(self.opt.batch), None
         for g in self.adam.param_groups:
             g["lr"] = cosine(self.opt.lr, self.step, self.opt.steps)
         amp = torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.opt.bf16)
@@ -125,8 +154,11 @@ class GuessTrainer:
             ref = self.model.reference(ref_frames)
         with frozen(self.model, list(self.guess.parameters())):
             with amp:  # the loss itself in float32: MS-SSIM's powers overflow in bfloat16
-                out = self.model.synthesize(self.guess(cur, ref_frames), ref).float()
+                tokens = self.guess(cur, ref_frames)
+                out = self.model.synthesize(tokens, ref).float()
             loss = mse_msssim(out, cur).mean()
+            if target is not None:
+                loss = loss + self.opt.target_weight * (tokens.float() - target).pow(2).mean()
             self.adam.zero_grad(set_to_none=True)
             loss.backward()
         if torch.isfinite(loss):
@@ -189,9 +221,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the frozen decoder")
     p.add_argument("--cache-dir", default="")
     p.add_argument("--max-minutes", type=float, default=0.0)
+    p.add_argument("--targets", default="", help="refined tokens of training pairs (imfcodec.train.guess_targets)")
+    p.add_argument("--target-weight", type=float, default=100.0)
     a = p.parse_args(argv)
     GuessTrainer(GuessOptions(a.weights, a.data, a.out, a.eval_data, a.steps, a.batch, a.lr, a.eval_every,
-                              bf16=a.bf16, cache_dir=a.cache_dir, max_minutes=a.max_minutes)).fit()
+                              bf16=a.bf16, cache_dir=a.cache_dir, max_minutes=a.max_minutes,
+                              targets=a.targets, target_weight=a.target_weight)).fit()
 
 
 if __name__ == "__main__":

@@ -60,6 +60,12 @@ def train(data, eval_data, out, size, dm, steps, batch, lr, lr_decay, loss, ae_s
           eval_every, token_l2, flow_steps, flow_sup, max_minutes, cache_dir, resume, init, device, seed, even_clips,
           pixel_path, bf16, channels_last):
     """Train the IMF network on videos; the best EMA weights go to OUT/best.safetensors."""
+    if bf16 and device != "cuda":
+        import torch
+        from imfcodec.fast import native_bf16
+        if (device == "cpu" or not torch.cuda.is_available()) and not native_bf16():
+            console.print("[yellow]warning:[/] this CPU has no native bfloat16 (AVX-512 BF16 or AMX): --bf16 "
+                          "emulates it and trains several times slower than float32", highlight=False, soft_wrap=True)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed and not dist.is_initialized():
         import torch

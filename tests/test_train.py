@@ -268,3 +268,17 @@ def test_init_loads_the_weights_as_they_are(data_dir, tmp_path):
                                          motion_widths=(12, 12), attn_dim=12)).eval(), other, steps=7)
     with pytest.raises(ValueError, match="--init weights have config"):
         Trainer(opts(data_dir, tmp_path / "other", init=other))
+
+
+def test_train_cli_warns_of_emulated_bf16(data_dir, tmp_path, monkeypatch):
+    """On a CPU without native bfloat16, --bf16 is emulated and slow: the command says so in one line."""
+    from click.testing import CliRunner
+
+    import imfcodec.fast
+    from cli.main import cli
+    monkeypatch.setattr(imfcodec.fast, "native_bf16", lambda: False)
+    res = CliRunner().invoke(cli, ["train", "--data", str(data_dir), "--out", str(tmp_path / "r"), "--size", "64",
+                                   "--dm", "16", "--steps", "1", "--batch", "1", "--eval-every", "0", "--bf16",
+                                   "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert "no native bfloat16" in res.output

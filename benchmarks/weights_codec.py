@@ -1,13 +1,14 @@
 """Weights files compared through the whole codec: the same clips encoded with each, at a preset.
 
     python benchmarks/weights_codec.py WEIGHTS... --data DIR [--data DIR] [--preset realtime] [--frames 100]
-        [--keyframe-quality 40] [--token-codec zfp] [--bitrate 5k] [--per-clip]
+        [--keyframe-quality 40] [--token-codec zfp] [--bitrate 5k] [--token-guess FILE] [--per-clip]
 
 For every weights file and folder: mean bpp (every bit of the file), PSNR-RGB, MS-SSIM and GMSD (lower is
 better: blur and smeared edges raise it) of the decoded frames against the source at the model's size
 (centre crop, as the encoder codes it), the same for each frame's own decoded keyframe repeated (the floor
 the tokens must beat, at the keyframes' bits), and the share of non-key frames rebuilt at least as well as
-that repeat in PSNR. With --bitrate every file is coded to that rate target.
+that repeat in PSNR. With --bitrate every file is coded to that rate target; --token-guess is the
+encoder's (a guess file for weights it was not trained for falls back to E_T).
 """
 from __future__ import annotations
 
@@ -26,10 +27,11 @@ from imfcodec.train.data import find_videos
 
 
 def measure(weights: str, clip: str, preset: str, frames: int, quality: int, codec: str, bitrate: float,
-            tmp: str) -> dict:
+            tmp: str, guess: str = "auto") -> dict:
     out = os.path.join(tmp, "x.imf")
     res = encode_file(clip, out, preset_options(preset, weights=weights, max_frames=frames,
-                                                keyframe_quality=quality, token_codec=codec, bitrate=bitrate))
+                                                keyframe_quality=quality, token_codec=codec, bitrate=bitrate,
+                                                token_guess=guess))
     src = mapped_rgb(clip, res.width, frames)
     dec = np.stack(decode_file(out, None, DecodeOptions(weights=weights), keep_frames=True).frames_rgb)
     rep = repeat_keyframes(out)
@@ -50,6 +52,7 @@ def main() -> None:
     ap.add_argument("--keyframe-quality", type=int, default=40)
     ap.add_argument("--token-codec", default="zfp")
     ap.add_argument("--bitrate", type=parse_bitrate, default=0.0, help="rate target, e.g. 5k (default: none)")
+    ap.add_argument("--token-guess", default="auto", help="the encoder's first tokens: auto, et or a guess file")
     ap.add_argument("--per-clip", action="store_true", help="a line for every clip as well")
     a = ap.parse_args()
 
@@ -63,7 +66,8 @@ def main() -> None:
             for w in a.weights:
                 rows = []
                 for c in find_videos([d]):
-                    rows.append(measure(w, c, a.preset, a.frames, a.keyframe_quality, a.token_codec, a.bitrate, tmp))
+                    rows.append(measure(w, c, a.preset, a.frames, a.keyframe_quality, a.token_codec, a.bitrate, tmp,
+                                        a.token_guess))
                     if a.per_clip:
                         print(line(f"  {os.path.basename(w)}  {os.path.basename(c)}", rows[-1]), flush=True)
                 m = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}

@@ -86,6 +86,10 @@ class FrameCache:
     def __len__(self) -> int:
         return sum(c.count for c in self.clips)
 
+    def tensor(self, rows) -> torch.Tensor:
+        """The frames at cache rows (a sequence of ints) as a float tensor (N, 3, S, S) in [0, 1]."""
+        return to_tensor([np.asarray(self.frames[int(r)]) for r in rows])
+
 
 class PairSampler:
     """Draws batches of (reference, current) pairs: a clip chosen in proportion to its length (or, with

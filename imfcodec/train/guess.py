@@ -25,13 +25,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..frames import to_tensor
 from ..metrics import msssim, psnr_rgb
 from ..model import IMF
 from ..model.guess import TokenGuess, guess_from, save_guess
 from ..model.weights import load_weights
 from ..refine import cosine, frozen, mse_msssim
 from .data import FrameCache, PairSampler, find_videos, load_clip
+from .guess_targets import load_targets
 
 
 @dataclass
@@ -97,8 +97,9 @@ class GuessTrainer:
             self._load()
 
     def _targets(self, path: str) -> dict[str, np.ndarray]:
-        with np.load(path) as z:
-            t = {k: z[k] for k in z.files}
+        t = load_targets(path)
+        if not t:
+            raise ValueError(f"no targets file: {path}")
         if bytes(t["weights_id"]) != self.weights_id:
             raise ValueError(f"{path} was refined with other weights")
         if int(t["rows"].max()) >= len(self.sampler.cache.frames):
@@ -108,10 +109,9 @@ class GuessTrainer:
     def _target_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         t = self.targets
         pick = self.sampler.rng.integers(len(t["rows"]), size=self.opt.batch)
-        frames = self.sampler.cache.frames
-        ref = to_tensor([np.asarray(frames[r]) for r in t["rows"][pick, 0]])
-        cur = to_tensor([np.asarray(frames[c]) for c in t["rows"][pick, 1]])
-        return ref, cur, torch.from_numpy(t["tokens"][pick])
+        cache = self.sampler.cache
+        rows = t["rows"][pick]
+        return cache.tensor(rows[:, 0]), cache.tensor(rows[:, 1]), torch.from_numpy(t["tokens"][pick])
 
     @property
     def ckpt_path(self) -> str:

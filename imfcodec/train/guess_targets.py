@@ -1,8 +1,8 @@
 """Refined tokens as targets for the encoder's token guess (imfcodec.train.guess, ``--targets``).
 
 Through the frozen decoder alone the guess barely moves from E_T (MODEL_CARD.md, "The encoder's token
-guess"). Here the encoder's own refinement (30 steps of analysis by synthesis from E_T's token, the loss
-the encoder uses) is run once, offline, on (reference, current) pairs of the training clips, and the tokens
+guess"). Here the encoder's own refinement (`--steps` of analysis by synthesis from E_T's token, 30 by
+default, on the loss the encoder uses) is run once, offline, on (reference, current) pairs of the training clips, and the tokens
 it finds are stored, so that the guess can also learn them directly. Pairs are drawn without augmentation
 (the stored rows are the frames as cached), the current frame within `--distance` frames of the reference,
 every clip equally often. The output is an .npz of int64 cache rows and float32 tokens, appended to in
@@ -20,7 +20,6 @@ import numpy as np
 import torch
 
 from ..fast import native_bf16
-from ..frames import to_tensor
 from ..model.weights import load_weights
 from ..refine import DEFAULT_REFINE_STEPS, mse_msssim, refine_tokens
 from .data import FrameCache, find_videos
@@ -37,7 +36,8 @@ def draw_pairs(cache: FrameCache, n: int, distance: int, rng: np.random.Generato
     return rows
 
 
-def _load(path: str) -> dict[str, np.ndarray]:
+def load_targets(path: str) -> dict[str, np.ndarray]:
+    """A targets file's arrays (rows, tokens, et, gain, weights_id); empty if there is none yet."""
     if not os.path.exists(path):
         return {}
     with np.load(path) as z:
@@ -68,14 +68,13 @@ def main(argv: list[str] | None = None) -> None:
     lm = load_weights(a.weights)
     model = lm.model.eval()
     cache = FrameCache(find_videos(a.data), model.cfg.size, a.cache_dir)
-    have = _load(a.out)
+    have = load_targets(a.out)
     done = len(have.get("rows", ()))
     rng = np.random.default_rng(a.seed + 104729 * done)
     t0 = time.time()
     while done < a.pairs:
         rows = draw_pairs(cache, a.batch, a.distance, rng)
-        ref_frames = to_tensor([np.asarray(cache.frames[r]) for r in rows[:, 0]])
-        cur = to_tensor([np.asarray(cache.frames[c]) for c in rows[:, 1]])
+        ref_frames, cur = cache.tensor(rows[:, 0]), cache.tensor(rows[:, 1])
         with torch.no_grad():
             ref = model.reference(ref_frames)
             start = model.token_encoder(cur)

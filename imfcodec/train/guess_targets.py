@@ -5,8 +5,9 @@ guess"). Here the encoder's own refinement (`--steps` of analysis by synthesis f
 default, on the loss the encoder uses) is run once, offline, on (reference, current) pairs of the
 training clips, and the tokens it finds are stored, so that the guess can also learn them directly.
 Pairs are drawn without augmentation (the stored rows are the frames as cached), the current frame
-within `--distance` frames of the reference, every clip equally often. The output is an .npz of int64 cache rows and float32 tokens, appended to in
-blocks so that a long run can be stopped at any time and resumed.
+within `--distance` frames of the reference, every clip equally often. The output is an .npz of int64
+cache rows and float32 tokens, appended to in blocks so that a long run can be stopped at any time and
+resumed.
 
     python -m imfcodec.train.guess_targets WEIGHTS --data DIR [--data DIR ...] --out TARGETS.npz
 """

@@ -103,6 +103,32 @@ def test_init_without_the_path_keeps_the_rest_and_one_step_trains_the_mask(tmp_p
     assert not torch.equal(t.G.frame_decoder.mask.weight, mask_before)
 
 
+def test_pixel_path_added_to_trained_weights_starts_as_they_decode(tmp_path):
+    """--init from weights without the path starts the mask at 0: the fine-tune begins from their output."""
+    data = _data(tmp_path / "d")
+    torch.manual_seed(2)
+    plain = IMF(TINY).eval()
+    init = str(tmp_path / "plain.safetensors")
+    save_weights(plain, init)
+    plain = load_weights(init).model.eval()
+    g = Trainer(_opts(data, tmp_path / "run", init=init)).G.eval()
+    ref, cur = torch.rand(1, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(g(ref.expand(2, -1, -1, -1), cur), plain(ref.expand(2, -1, -1, -1), cur))
+
+
+def test_decoder_only_training_moves_only_the_frame_decoder(tmp_path):
+    data = _data(tmp_path / "d")
+    torch.manual_seed(3)
+    t = Trainer(_opts(data, tmp_path / "run", train_part="decoder"))
+    before = {k: v.clone() for k, v in t.G.state_dict().items()}
+    st = t.train_step()
+    assert st["skipped"] == 0 and np.isfinite([st["l1"], st["perc"]]).all()
+    changed = {k.split(".")[0] for k, v in t.G.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed == {"frame_decoder"}
+    assert not torch.equal(t.G.frame_decoder.mask.weight, before["frame_decoder.mask.weight"])
+
+
 def test_bf16_channels_last_step_is_finite_and_trains(tmp_path):
     data = _data(tmp_path / "d")
     torch.manual_seed(0)

@@ -63,6 +63,7 @@ class TrainOptions:
     bf16: bool = False            # bfloat16 autocast on the CPU too (always on CUDA)
     channels_last: bool = False   # channels-last memory format for G and D
     pixel_path: bool = False      # train a network with the pixel path (--init weights without it keep the rest)
+    train_part: str = "all"       # or "decoder": only D_F (and its mask) learns; E_T, tokens and alignment stay
     cache_dir: str = ""
     config: ModelConfig | None = None  # overrides size/dm (tests use a tiny network)
     log_every: int = 25
@@ -145,7 +146,13 @@ class Trainer:
         self.D = MultiScaleD().to(self.device)
         if opt.channels_last:
             _channels_last(self.G, self.D)
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=opt.lr, betas=(0.5, 0.999))
+        if opt.train_part == "decoder":
+            for name, p in self.G.named_parameters():
+                p.requires_grad_(name.startswith("frame_decoder."))
+        elif opt.train_part != "all":
+            raise ValueError(f"unknown train_part {opt.train_part!r}")
+        trainable = [p for p in self.G.parameters() if p.requires_grad]
+        self.opt_g = torch.optim.Adam(trainable, lr=opt.lr, betas=(0.5, 0.999))
         self.base_lrs = [g["lr"] for g in self.opt_g.param_groups]
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=opt.d_lr or opt.lr, betas=(0.5, 0.999))
         self.step = 0
@@ -174,6 +181,12 @@ class Trainer:
             raise ValueError(f"--init weights have config {model.cfg}, which shares too little with {self.cfg}")
         self.G.load_state_dict(state, strict=False)
         self.init_kept = (len(state), len(own))
+        mask = self.G.frame_decoder.mask
+        if mask is not None and "frame_decoder.mask.bias" not in state:
+            # a pixel path added to trained weights starts shut (mask 0): the output is theirs, unchanged,
+            # and the mask opens only where showing the warped reference lowers the loss
+            with torch.no_grad():
+                mask.bias.zero_()
 
     @property
     def ckpt_path(self) -> str:
@@ -322,7 +335,7 @@ class Trainer:
             return {**stats, "skipped": 1}
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(self.G.parameters(), opt.grad_clip)
+        gnorm = torch.nn.utils.clip_grad_norm_(self.opt_g.param_groups[0]["params"], opt.grad_clip)
         if not torch.isfinite(gnorm):
             self.opt_g.zero_grad(set_to_none=True)
             return {**stats, "skipped": 1}

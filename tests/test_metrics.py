@@ -34,6 +34,19 @@ def test_ssim_maps_agree_with_a_plain_convolution_with_and_without_gradients(siz
     assert xg.grad is not None and torch.isfinite(xg.grad).all()
 
 
+@pytest.mark.parametrize("size", [256, 64, 19])
+def test_shifted_blur_gives_the_same_sums_however_the_images_are_grouped(size):
+    """The blur filters several images per operation: each one's sums are exactly those it gets alone, so
+    the encoder's decisions (MS-SSIM) do not depend on how many frames are scored together."""
+    from imfcodec.metrics import _shifted_blur
+    g = torch.Generator().manual_seed(2)
+    stats = torch.rand(5, 2, 3, size, size, generator=g)
+    win = gaussian_window(11 if size > 11 else 7).float()
+    together = _shifted_blur(stats, win)
+    alone = torch.stack([_shifted_blur(img[None], win)[0] for img in stats.reshape(-1, size, size)])
+    assert torch.equal(together.reshape(alone.shape), alone)
+
+
 def test_msssim_of_identical_frames_is_one_and_falls_with_noise():
     g = torch.Generator().manual_seed(1)
     x = torch.rand(3, 3, 128, 128, generator=g)

@@ -88,6 +88,29 @@ def test_least_cost_of_a_value_bounds_the_payload_size():
     assert P.PredictiveCoder(DM, 1.0).decode(payload, 500).shape == (500, DM)
 
 
+def test_shipped_tables_are_the_computed_ones(tmp_path, monkeypatch):
+    """The frequency tables a process loads (entropy/laplace_tables.npz) are exactly what the decimal
+    arithmetic computes; a file that is not the one recorded is ignored and the rows are computed."""
+    import hashlib
+    import io
+    from entropy import laplace
+    data = laplace.TABLES_FILE.read_bytes()
+    assert hashlib.sha256(data).hexdigest() == laplace.TABLES_SHA256
+    with np.load(io.BytesIO(data), allow_pickle=False) as f:
+        assert np.array_equal(f["rows"], laplace.build_tables())
+    bad = tmp_path / "t.npz"
+    bad.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    table, done = laplace._TABLE.copy(), laplace._TABLE_DONE.copy()
+    monkeypatch.setattr(laplace, "TABLES_FILE", bad)
+    monkeypatch.setattr(laplace, "_SHIPPED_TRIED", False)
+    try:
+        laplace._TABLE[:], laplace._TABLE_DONE[:] = 0, False
+        assert np.array_equal(laplace.laplace_rows(np.array([7]), np.array([3]))[0], laplace.scale_rows(7)[3])
+        assert laplace._TABLE_DONE.tolist() == [j == 7 for j in range(laplace.NUM_SCALES)]
+    finally:
+        laplace._TABLE[:], laplace._TABLE_DONE[:] = table, done
+
+
 def test_scale_thresholds_are_pinned():
     """The scale index rule is part of the format: integer thresholds between the table's scales."""
     assert P.THRESHOLDS[:4].tolist() == [17, 20, 24, 29] and P.THRESHOLDS[-1] == 15049

@@ -40,7 +40,6 @@ _TABLE_DONE = np.zeros(NUM_SCALES, bool)
 #: a scale (a second or so of its start) computing the ones it uses; used only if its SHA-256 is this one.
 TABLES_FILE = Path(__file__).with_name("laplace_tables.npz")
 TABLES_SHA256 = "932d5b33899080d71358bd47b933d8e836bfdbfddb410126d0f0785d6c6b8c5b"
-_SHIPPED_TRIED = False
 
 
 def scale_rows(j: int) -> np.ndarray:
@@ -108,15 +107,14 @@ def _load_shipped() -> None:
 def laplace_rows(j: np.ndarray, phi: np.ndarray) -> np.ndarray:
     """Weights (len, ALPHABET) for per-symbol scale indices and mean offsets (from the shipped tables, or
     built on first use)."""
-    global _SHIPPED_TRIED
-    if not _SHIPPED_TRIED:
-        _SHIPPED_TRIED = True
-        _load_shipped()
     for s in np.unique(j):
         if not _TABLE_DONE[s]:
             _TABLE[s] = scale_rows(int(s))
             _TABLE_DONE[s] = True
     return _TABLE[j, phi]
+
+
+_load_shipped()
 
 
 def escape_symbols(excess: list[int]) -> tuple[np.ndarray, object, np.ndarray]:

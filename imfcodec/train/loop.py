@@ -147,6 +147,8 @@ class Trainer:
         if opt.channels_last:
             _channels_last(self.G, self.D)
         if opt.train_part == "decoder":
+            if opt.flow_steps:
+                raise ValueError("the flow warm-up trains E_T and the flow, which --train-part decoder freezes")
             for name, p in self.G.named_parameters():
                 p.requires_grad_(name.startswith("frame_decoder."))
         elif opt.train_part != "all":

@@ -60,13 +60,16 @@ def _items(value: str, kind: type, option: str) -> list:
               "matched to sources by sequence-name prefix. Repeatable.")
 @click.option("--dcvc-dc-frames", metavar="DIR", help="The folder DCVC-DC saved decoded frames in "
               "(--decoded_frame_path): its frames are then scored here, like every other method's.")
+@click.option("--points", "earlier", multiple=True, metavar="POINTS.csv",
+              help="An earlier run's points.csv on the same sources, --size and --frames: the methods this run "
+              "does not measure (VTM streams no longer at hand, say) are compared as measured then. Repeatable.")
 @click.option("--frames", type=int, metavar="N", help="Measure at most N frames of each source [default: all].")
 @click.option("--size", type=int, default=256, show_default=True, metavar="PIXELS",
               help="Reference frames are PIXELS x PIXELS (centre crop, area resize; sources already that size "
               "and 4:2:0 are used as stored); 0 keeps each source's size.")
 def rd_curve(src, outdir, dm, token_codec, rates, qsteps, preset, refine, max_bpp, target_bpp, bitrates, anchors, vtm,
              vtm_encoder,
-             vtm_cfg, vtm_qp, dcvc_dc, dcvc_dc_frames, frames, size):
+             vtm_cfg, vtm_qp, dcvc_dc, dcvc_dc_frames, earlier, frames, size):
     """Measure rate (bpp) against quality (PSNR-RGB, PSNR-Y, MS-SSIM, LPIPS when available) for imfcodec
     and the anchors on SRC clips, with BD-rates, plots and a report."""
 
@@ -79,10 +82,12 @@ def rd_curve(src, outdir, dm, token_codec, rates, qsteps, preset, refine, max_bp
                    refine=_items(refine, int, "--refine"), preset=preset, max_bpp=max_bpp, target_bpp=target_bpp,
                    bitrates=[parse_bitrate(b) for b in _items(bitrates, str, "--bitrates")],
                    vtm=list(vtm), vtm_encoder=vtm_encoder, vtm_cfg=vtm_cfg,
-                   vtm_qps=_items(vtm_qp, int, "--vtm-qp"), dcvc=list(dcvc_dc), dcvc_frames=dcvc_dc_frames)
+                   vtm_qps=_items(vtm_qp, int, "--vtm-qp"), dcvc=list(dcvc_dc), dcvc_frames=dcvc_dc_frames,
+                   earlier=list(earlier))
 
     outcome = run_guarded(lambda: run(job(), console=console))
-    measured = sum(1 for p in outcome.points if p.frames)
-    click.echo(f"{measured} points measured; BD-rates: {len(outcome.bd)}; notes: {len(outcome.notes)}")
+    measured = sum(1 for p in outcome.points if p.frames) - outcome.reused
+    reused = f" ({outcome.reused} from earlier runs)" if outcome.reused else ""
+    click.echo(f"{measured} points measured{reused}; BD-rates: {len(outcome.bd)}; notes: {len(outcome.notes)}")
     for f in outcome.files:
         click.echo(f)

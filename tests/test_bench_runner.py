@@ -188,6 +188,34 @@ def test_bitrate_ladder_gives_a_curve_with_bd_rates(tmp_path, monkeypatch):
     assert (tmp_path / "out" / "rd_psnr_rgb_kbps.png").stat().st_size > 0
 
 
+def test_earlier_points_stand_in_for_methods_not_measured_again(tmp_path, monkeypatch):
+    """--points: an earlier run's anchor rows are compared with this run's imfcodec curve (BD-rates included)
+    without coding the anchor again; rows of a method measured again, or of another clip length, are not used."""
+    use_codec(monkeypatch, tmp_path, fake_codec())
+    src = str(make_clip(tmp_path / "tiny.y4m", frames=4, w=64, h=64))
+    first = CliRunner().invoke(rd_curve, [src, "-o", str(tmp_path / "a"), "--anchors", "x264", "--bitrates",
+                                          "2k,4k,8k,16k", "--size", "64"])
+    assert first.exit_code == 0, first.output
+    with open(tmp_path / "a" / "points.csv") as f:
+        rows = list(csv.DictReader(f))
+    with open(tmp_path / "a" / "points.csv", "a", newline="") as f:  # a row of another clip length
+        csv.writer(f).writerow(["VTM", "tiny", "qp 63", "9", "0.01"] + [""] * 8)
+    res = CliRunner().invoke(rd_curve, [src, "-o", str(tmp_path / "b"), "--anchors", "none", "--bitrates",
+                                        "2k,4k,8k,16k", "--size", "64", "--points", str(tmp_path / "a" / "points.csv")])
+    assert res.exit_code == 0, res.output
+    assert "points measured (5 from earlier runs)" in res.output
+    with open(tmp_path / "b" / "points.csv") as f:
+        again = list(csv.DictReader(f))
+    assert [r for r in again if r["method"] == "x264"] == [r for r in rows if r["method"] == "x264"]
+    methods = [r["method"] for r in again]
+    assert len([m for m in methods if m.startswith("imfcodec")]) == 4 and "VTM" not in methods
+    assert len([r for r in again if r["method"] == "repeat first frame"]) == 1  # measured again, not doubled
+    with open(tmp_path / "b" / "bd_rate.csv") as f:
+        assert any(r["anchor"] == "x264" and r["bd_rate_percent"] for r in csv.DictReader(f))
+    report = (tmp_path / "b" / "report.md").read_text()
+    assert "1 earlier points not used" in report and "5 points taken from earlier runs" in report
+
+
 @pytest.mark.parametrize("args, message", [
     (["absent.mp4"], "input not found"),
     (["{src}", "--dm", "32,x"], "--dm: expected comma-separated int"),
@@ -198,6 +226,8 @@ def test_bitrate_ladder_gives_a_curve_with_bd_rates(tmp_path, monkeypatch):
     (["{src}", "--refine", "-1"], "--refine steps must be >= 0"),
     (["{src}", "--vtm", "{src}"], "not a VTM bitstream"),
     (["{src}", "--dcvc-dc", "absent.json"], "cannot read DCVC-DC results"),
+    (["{src}", "--points", "absent.csv"], "cannot read earlier points absent.csv"),
+    (["{src}", "--points", "{src}"], "cannot read earlier points"),
 ])
 def test_bad_input_is_one_clear_line(tmp_path, args, message):
     src = str(make_clip(tmp_path / "tiny.y4m", frames=1, w=64, h=64))

@@ -8,6 +8,7 @@ from dataclasses import astuple, dataclass
 
 import numpy as np
 
+from ..errors import UserError
 from .bdrate import bd_rate
 from .points import COLUMNS, METRICS, Point, curve, curve_key, methods
 from .vtm import Check
@@ -100,6 +101,19 @@ def write_points(points: list[Point], path: str) -> None:
 
 def write_bd(rows: list[BdRow], path: str) -> None:
     _write_csv(path, BD_COLUMNS, rows)
+
+
+def read_points(path: str) -> list[Point]:
+    """The points of an earlier run's points.csv, as write_points wrote them (an empty field is NaN)."""
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            if tuple(reader.fieldnames or ()) != COLUMNS:
+                raise ValueError("its columns are not those of points.csv")
+            return [Point(r["method"], r["source"], r["setting"], int(r["frames"]),
+                          *(float(r[c]) if r[c] else math.nan for c in COLUMNS[4:])) for r in reader]
+    except (OSError, ValueError, UnicodeDecodeError, csv.Error) as e:
+        raise UserError(f"cannot read earlier points {path}: {e}") from None
 
 
 def _table(header: list[str], rows: list[list]) -> list[str]:

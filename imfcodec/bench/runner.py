@@ -47,6 +47,7 @@ class Job:
     vtm_qps: list[int] = field(default_factory=lambda: [37, 42, 47, 51])
     dcvc: list[str] = field(default_factory=list)  # DCVC-DC result JSON files
     dcvc_frames: str | None = None  # the folder DCVC-DC saved its decoded frames in
+    earlier: list[str] = field(default_factory=list)  # points.csv files of earlier runs on the same clips
 
 
 @dataclass
@@ -56,6 +57,7 @@ class Outcome:
     checks: list[vtm.Check]
     notes: list[str]
     files: list[str]
+    reused: int = 0  # points taken from earlier runs' points.csv
 
 
 Step = tuple[str, Callable[[], list[Point]]]
@@ -253,6 +255,21 @@ def _plan(run: _Run) -> tuple[list[Step], list[Point]]:
     return steps, missing
 
 
+def _earlier(run: _Run, measured: list[Point], earlier: list[Point]) -> list[Point]:
+    """Earlier runs' points of the methods this run does not measure, on sources of the same name and length
+    (VTM streams no longer at hand, say): new weights are compared with them without coding them again."""
+    fresh = {p.method for p in measured}
+    usable = [p for p in earlier if p.frames and p.method not in fresh]
+    kept = [p for p in usable if p.source in run.clips and len(run.clips[p.source]) == p.frames]
+    if len(kept) < len(usable):
+        run.notes.append(f"{len(usable) - len(kept)} earlier points not used: their source or frame count is not "
+                         f"one of this run's")
+    if kept:
+        run.notes.append(f"{len(kept)} points taken from earlier runs, not measured again: "
+                         f"{', '.join(dict.fromkeys(p.method for p in kept))}")
+    return kept
+
+
 def _context(run: _Run) -> list[str]:
     lines = ["| source | frames | size | fps | PSNR-Y on |", "|---|---|---|---|---|"]
     lines += [f"| {c.name} | {len(c)} | {c.width}x{c.height} | {float(c.fps):g} | "
@@ -264,6 +281,7 @@ def _context(run: _Run) -> list[str]:
 def run(job: Job, console: Console | None = None, quiet: bool = False) -> Outcome:
     """Run the job and write its outputs into job.outdir."""
     _check(job)
+    earlier = [p for path in job.earlier for p in report.read_points(path)]  # a bad file fails before any work
     os.makedirs(job.outdir, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="rd-curve-") as tmp:
         state = _Run(job, tmp)
@@ -277,6 +295,8 @@ def run(job: Job, console: Console | None = None, quiet: bool = False) -> Outcom
                 points += step()
                 progress.advance(task)
     points += missing
+    reused = _earlier(state, points, earlier)
+    points += reused
     if lpips_model()[0] is None:
         state.notes.append(lpips_model()[1])
     bd = report.bd_table(points)
@@ -286,4 +306,4 @@ def run(job: Job, console: Console | None = None, quiet: bool = False) -> Outcom
     report.write_bd(bd, files[1])
     figures = [p for m in METRICS for rate in plots.RATES for p in plots.plot_metric(points, m, out, rate)]
     report.write_report(files[2], points, bd, state.checks, state.notes, figures, _context(state))
-    return Outcome(points, bd, state.checks, state.notes, files + figures)
+    return Outcome(points, bd, state.checks, state.notes, files + figures, len(reused))

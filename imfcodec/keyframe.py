@@ -88,6 +88,20 @@ def encode(img: np.ndarray, codec: str = DEFAULT_CODEC, quality: int = DEFAULT_Q
     raise ValueError(f"unknown keyframe codec {codec!r} (known: {', '.join(CODECS)})")
 
 
+#: Intra coders at their fast presets and the CRF ranges drawn for training's references: the artefacts of
+#: the keyframe coders (AV1's blur, HEVC's blocks, at the qualities rate control reaches) at 10-20 ms a picture.
+DEGRADERS = (("libsvtav1", "libdav1d", {"preset": "8"}, (34, 56)),
+             ("libx265", "hevc", {"preset": "ultrafast", "x265-params": "log-level=error:keyint=1:info=0"}, (28, 44)))
+
+
+def degrade(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """An RGB uint8 frame intra-coded and decoded again by a coder and CRF drawn from DEGRADERS: what a
+    decoder sees of a keyframe, so that training shows the network references as the codec gives them."""
+    encoder, decoder, options, (lo, hi) = DEGRADERS[int(rng.integers(len(DEGRADERS)))]
+    data = _encode_video(img, encoder, "yuv420p", {**options, "crf": str(int(rng.integers(lo, hi + 1)))})
+    return _sized(_decode_video(data, decoder), img.shape[1], img.shape[0])
+
+
 def decode(data: bytes, codec: str, width: int, height: int) -> np.ndarray:
     """Decode an intra keyframe payload to RGB uint8 and check it has the coded size."""
     img = _decode_video(data, {"hevc": "hevc", "av1": "libdav1d", "png": "png"}[codec])

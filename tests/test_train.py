@@ -9,7 +9,7 @@ import torch.multiprocessing as mp
 
 from imfcodec.model import TINY
 from imfcodec.model.weights import load_weights
-from imfcodec.train.data import FrameCache, PairSampler, find_videos
+from imfcodec.train.data import FrameCache, PairSampler, code_references, find_videos
 from imfcodec.train.loop import TrainOptions, Trainer
 from tests.conftest import make_clip
 
@@ -44,6 +44,25 @@ def test_cache_and_pairs(data_dir, tmp_path):
     assert torch.equal(ref, cur)  # same frame, same augmentation on both
     ref, cur = s.batch(8)
     assert not torch.equal(ref, cur)
+
+
+def test_coded_references_are_the_frames_as_a_keyframe_coder_gives_them(data_dir, tmp_path):
+    """--coded-refs: a drawn share of references is replaced by its intra-coded, decoded self (close to it,
+    not equal); the rest and the current frames are untouched; the same seed draws the same."""
+    cache = FrameCache(find_videos([str(data_dir)]), 64, str(tmp_path))
+    ref, _ = PairSampler(cache, seed=0).batch(6)
+    assert torch.equal(code_references(ref, np.random.default_rng(0), 0.0), ref)
+    coded = code_references(ref, np.random.default_rng(1), 1.0)
+    assert coded.shape == ref.shape and coded.dtype == ref.dtype and 0 <= coded.min() and coded.max() <= 1
+    psnr = -10 * torch.log10(((coded - ref) ** 2).mean((1, 2, 3)))
+    assert bool((psnr > 20).all()) and bool((psnr < 60).all()), psnr
+    assert torch.equal(code_references(ref, np.random.default_rng(1), 1.0), coded)
+    half = code_references(ref, np.random.default_rng(2), 0.5)
+    kept = [torch.equal(a, b) for a, b in zip(half, ref)]
+    assert 0 < sum(kept) < len(ref)
+    t = Trainer(opts(data_dir, tmp_path / "run", coded_refs=1.0))
+    st = t.train_step()
+    assert st["skipped"] == 0 and np.isfinite([st["l1"], st["perc"]]).all()
 
 
 def test_one_step_changes_weights_and_losses_finite(data_dir, tmp_path):

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .. import keyframe
 from ..frames import to_tensor
 from ..video_io import read_frames, to_model
 
@@ -137,6 +138,16 @@ class PairSampler:
         bright = torch.from_numpy(rng.uniform(-0.05, 0.05, n)).float().repeat(2)[:, None, None, None]
         both = (both * gain + bright).clamp(0, 1)
         return both[:n], both[n:]
+
+
+def code_references(ref: torch.Tensor, rng: np.random.Generator, share: float) -> torch.Tensor:
+    """Each reference (N, 3, S, S) in [0, 1], with probability share, replaced by itself intra-coded and
+    decoded (keyframe.degrade): the codec only ever gives the decoder decoded keyframes."""
+    out = ref.clone()
+    for i in np.flatnonzero(rng.random(len(ref)) < share):
+        img = (ref[i].permute(1, 2, 0) * 255).round().clamp(0, 255).to(torch.uint8).numpy()
+        out[i] = torch.from_numpy(keyframe.degrade(img, rng)).permute(2, 0, 1).float() / 255
+    return out
 
 
 def load_clip(cache: FrameCache, index: int, max_frames: int | None = None, stride: int = 1) -> torch.Tensor:

@@ -22,7 +22,7 @@ from ..model import IMF, ModelConfig
 from ..model.flow import warp
 from ..model.weights import load_weights, save_weights
 from ..refine import mse_msssim
-from .data import FrameCache, PairSampler, find_videos, load_clip
+from .data import FrameCache, PairSampler, code_references, find_videos, load_clip
 from .discriminator import MultiScaleD
 from .losses import block_flow, feature_matching, hinge_d, hinge_g, pyramid_loss
 
@@ -64,6 +64,7 @@ class TrainOptions:
     channels_last: bool = False   # channels-last memory format for G and D
     pixel_path: bool = False      # train a network with the pixel path (--init weights without it keep the rest)
     train_part: str = "all"       # or "decoder": only D_F (and its mask) learns; E_T, tokens and alignment stay
+    coded_refs: float = 0.0       # share of references intra-coded and decoded first, as the codec gives them
     cache_dir: str = ""
     config: ModelConfig | None = None  # overrides size/dm (tests use a tiny network)
     log_every: int = 25
@@ -305,6 +306,8 @@ class Trainer:
             return self.flow_step()
         same = 1.0 if self.step < opt.ae_steps else opt.same_prob
         ref, cur = self.sampler.batch(opt.batch, same_prob=same)
+        if opt.coded_refs:
+            ref = code_references(ref, self.sampler.rng, opt.coded_refs)
         fmt = torch.channels_last if opt.channels_last else torch.contiguous_format
         ref, cur = ref.to(self.device, memory_format=fmt), cur.to(self.device, memory_format=fmt)
         gan = self.step >= opt.gan_start

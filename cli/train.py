@@ -53,6 +53,9 @@ from .common import console, run_guarded
 @click.option("--coded-refs", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Share of references intra-coded and decoded (AV1 or HEVC at a random CRF) before the step: "
                    "the codec's decoder only sees decoded keyframes.")
+@click.option("--eval-coded", is_flag=True,
+              help="Evaluate from each --eval-data clip's first frame as the default keyframe (AV1 CRF 40) decodes, "
+                   "as the codec does, instead of the frame itself.")
 @click.option("--bf16", is_flag=True, help="bfloat16 autocast on the CPU as well (always on CUDA).")
 @click.option("--channels-last", is_flag=True, help="Channels-last memory format for the networks.")
 @click.option("--max-minutes", type=float, default=0.0, show_default=True, help="Stop and save after this many minutes (0: no limit).")
@@ -64,7 +67,7 @@ from .common import console, run_guarded
 @click.option("--seed", type=int, default=0, show_default=True)
 def train(data, eval_data, out, size, dm, steps, batch, lr, lr_decay, loss, ae_steps, gan_start, d_lr, d_warmup,
           eval_every, token_l2, flow_steps, flow_sup, max_minutes, cache_dir, resume, init, device, seed, even_clips,
-          pixel_path, train_part, coded_refs, bf16, channels_last):
+          pixel_path, train_part, coded_refs, eval_coded, bf16, channels_last):
     """Train the IMF network on videos; the best EMA weights go to OUT/best.safetensors."""
     if bf16 and device != "cuda":
         import torch
@@ -82,7 +85,7 @@ def train(data, eval_data, out, size, dm, steps, batch, lr, lr_decay, loss, ae_s
                        eval_data=list(eval_data), eval_every=eval_every,
                        token_l2=token_l2, flow_steps=flow_steps, flow_sup=flow_sup, max_minutes=max_minutes,
                        cache_dir=cache_dir, resume=resume, init=init, device=device, seed=seed,
-                       even_clips=even_clips, pixel_path=pixel_path, train_part=train_part, coded_refs=coded_refs, bf16=bf16,
+                       even_clips=even_clips, pixel_path=pixel_path, train_part=train_part, coded_refs=coded_refs, eval_coded=eval_coded, bf16=bf16,
                        channels_last=channels_last)
 
     def go():

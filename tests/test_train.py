@@ -65,6 +65,16 @@ def test_coded_references_are_the_frames_as_a_keyframe_coder_gives_them(data_dir
     assert st["skipped"] == 0 and np.isfinite([st["l1"], st["perc"]]).all()
 
 
+def test_coded_evaluation_starts_from_the_first_frame_as_decoded(data_dir, tmp_path):
+    """--eval-coded: each eval clip's reference (its first frame) is the default keyframe's decoding of it;
+    the frames scored stay as they are."""
+    clean = Trainer(opts(data_dir, tmp_path / "a")).eval_clips
+    coded = Trainer(opts(data_dir, tmp_path / "b", eval_coded=True)).eval_clips
+    for a, b in zip(clean, coded, strict=True):
+        assert torch.equal(a[1:], b[1:]) and not torch.equal(a[0], b[0])
+        assert -10 * torch.log10(((a[0] - b[0]) ** 2).mean()) > 20
+
+
 def test_one_step_changes_weights_and_losses_finite(data_dir, tmp_path):
     torch.manual_seed(0)
     t = Trainer(opts(data_dir, tmp_path))

@@ -140,14 +140,27 @@ class PairSampler:
         return both[:n], both[n:]
 
 
+def _as_image(frame: torch.Tensor) -> np.ndarray:
+    return (frame.permute(1, 2, 0) * 255).round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+def _as_tensor(img: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(img).permute(2, 0, 1).float() / 255
+
+
 def code_references(ref: torch.Tensor, rng: np.random.Generator, share: float) -> torch.Tensor:
     """Each reference (N, 3, S, S) in [0, 1], with probability share, replaced by itself intra-coded and
     decoded (keyframe.degrade): the codec only ever gives the decoder decoded keyframes."""
     out = ref.clone()
     for i in np.flatnonzero(rng.random(len(ref)) < share):
-        img = (ref[i].permute(1, 2, 0) * 255).round().clamp(0, 255).to(torch.uint8).numpy()
-        out[i] = torch.from_numpy(keyframe.degrade(img, rng)).permute(2, 0, 1).float() / 255
+        out[i] = _as_tensor(keyframe.degrade(_as_image(ref[i]), rng))
     return out
+
+
+def as_default_keyframe(frame: torch.Tensor) -> torch.Tensor:
+    """A frame (3, S, S) in [0, 1] as `imfcodec encode`'s default keyframe coder gives it back."""
+    data = keyframe.encode(_as_image(frame), keyframe.DEFAULT_CODEC, keyframe.DEFAULT_QUALITY)
+    return _as_tensor(keyframe.decode(data, keyframe.DEFAULT_CODEC, frame.shape[2], frame.shape[1]))
 
 
 def load_clip(cache: FrameCache, index: int, max_frames: int | None = None, stride: int = 1) -> torch.Tensor:

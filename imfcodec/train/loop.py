@@ -22,7 +22,7 @@ from ..model import IMF, ModelConfig
 from ..model.flow import warp
 from ..model.weights import load_weights, save_weights
 from ..refine import mse_msssim
-from .data import FrameCache, PairSampler, code_references, find_videos, load_clip
+from .data import FrameCache, PairSampler, as_default_keyframe, code_references, find_videos, load_clip
 from .discriminator import MultiScaleD
 from .losses import block_flow, feature_matching, hinge_d, hinge_g, pyramid_loss
 
@@ -65,6 +65,7 @@ class TrainOptions:
     pixel_path: bool = False      # train a network with the pixel path (--init weights without it keep the rest)
     train_part: str = "all"       # or "decoder": only D_F (and its mask) learns; E_T, tokens and alignment stay
     coded_refs: float = 0.0       # share of references intra-coded and decoded first, as the codec gives them
+    eval_coded: bool = False      # evaluate from each eval clip's first frame as the default keyframe decodes
     cache_dir: str = ""
     config: ModelConfig | None = None  # overrides size/dm (tests use a tiny network)
     log_every: int = 25
@@ -136,6 +137,8 @@ class Trainer:
             ecache = FrameCache(find_videos(opt.eval_data), self.cfg.size, cache_dir)
             self.eval_clips = [load_clip(ecache, i, opt.eval_frames, opt.eval_stride)
                                for i in range(len(ecache.clips))]
+            for clip in self.eval_clips if opt.eval_coded else []:
+                clip[0] = as_default_keyframe(clip[0])
 
         self.G = IMF(self.cfg).to(self.device)
         if opt.init:

@@ -65,7 +65,8 @@ def test_one_step_trains_the_guess_only(tiny, data_dir, tmp_path):
 
 def test_refined_targets_are_made_and_pull_the_guess(tiny, other_tiny, data_dir, tmp_path):
     """guess_targets stores refined tokens of cached pairs (appending on a rerun); a trainer given them
-    draws those pairs and its token term moves the guess toward them."""
+    draws those pairs and its token term keeps the guess nearer them than the decoder's loss alone does
+    (a comparison, not a fall over three steps: on some CPUs the decoder's gradient outweighs the pull there)."""
     from imfcodec.train import guess_targets
     out, cache = tmp_path / "t.npz", str(tmp_path / "cache")
     args = [str(tiny), "--data", str(data_dir), "--cache-dir", cache, "--out", str(out), "--batch", "2",
@@ -77,17 +78,22 @@ def test_refined_targets_are_made_and_pull_the_guess(tiny, other_tiny, data_dir,
         assert bytes(z["weights_id"]) == load_weights(str(tiny)).model_id
     assert rows.shape == (4, 2) and tokens.shape == et.shape == (4, TINY.dm)
     assert np.all(np.abs(rows[:, 0] - rows[:, 1]) <= 2) and not np.array_equal(tokens, et)
-    torch.manual_seed(0)
-    t = GuessTrainer(GuessOptions(str(tiny), [str(data_dir)], str(tmp_path / "run"), batch=4, steps=4,
-                                  cache_dir=cache, targets=str(out), target_weight=100.0, lr=1e-4))
-    ref, cur, target = t._target_batch()
-    with torch.no_grad():
-        before = (t.guess(cur, ref) - target).pow(2).mean()
-    t.sampler.rng = np.random.default_rng(0)
-    for _ in range(3):
-        assert np.isfinite(t.train_step())
-    with torch.no_grad():
-        assert (t.guess(cur, ref) - target).pow(2).mean() < before
+
+    def distance_after_steps(weight: float) -> torch.Tensor:
+        """The guess's distance from the refined tokens after 3 steps with that target weight (same start,
+        same batches)."""
+        torch.manual_seed(0)
+        t = GuessTrainer(GuessOptions(str(tiny), [str(data_dir)], str(tmp_path / f"run{weight:g}"), batch=4,
+                                      steps=4, cache_dir=cache, targets=str(out), target_weight=weight, lr=1e-4))
+        t.sampler.rng = np.random.default_rng(1)
+        ref, cur, target = t._target_batch()
+        t.sampler.rng = np.random.default_rng(0)
+        for _ in range(3):
+            assert np.isfinite(t.train_step())
+        with torch.no_grad():
+            return (t.guess(cur, ref) - target).pow(2).mean()
+
+    assert distance_after_steps(100.0) < distance_after_steps(0.0)  # the pull, beside the decoder's loss
     with pytest.raises(ValueError, match="other weights"):
         GuessTrainer(GuessOptions(str(other_tiny), [str(data_dir)], str(tmp_path / "r2"),
                                   cache_dir=cache, targets=str(out)))

@@ -5,13 +5,15 @@ fails here. The tiny network is a committed file (tests/golden/tiny.safetensors)
 the header does not depend on how the config serialises. The .imf hashes hold for any number of torch
 threads; the shipped network's decoded frames are float sums whose last bit depends on the thread count, so
 these tests run on one thread. The decoded frames' last bits also depend on the CPU's vector instructions
-(oneDNN picks other kernels on AVX2 than on AVX-512): where they differ, the frames' hash is given per
-`torch.backends.cpu.get_cpu_capability()`, and on a CPU with none recorded only the .imf is checked (the
-bits that drive entropy decoding are the same everywhere). Changing an .imf hash is a format change.
+(oneDNN picks other kernels on AVX2 than on AVX-512, and on an Intel AVX-512 CPU than on an AMD one):
+where they differ, the frames' hash is given per `torch.backends.cpu.get_cpu_capability()` and CPU vendor,
+and on a CPU with none recorded only the .imf is checked (the bits that drive entropy decoding are the
+same everywhere). Changing an .imf hash is a format change.
 """
 from __future__ import annotations
 
 import hashlib
+import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -43,8 +45,9 @@ TINY_CASES = {
     "stream-cap": (dict(keyframe_interval=5, keyframe_position="start", refine_steps=2, keyframe_psnr=0,
                         max_bpp=0.12, keyframe_codec="hevc", keyframe_quality=30),
                    "337002fde88eb619f29a47c71120995824e55b9e10087ed65f121c38038527d8",
-                   {"AVX512": "a6de84af77e3957af156e9942aaa55c69ae6003544e200c50593239fb6e8c26d",
-                    "AVX2": "28aaf2c7c55b2bfe65e496f0b1c3a13b1c528f11dd5bce3cfeedb312e03db72d"}),
+                   {"AVX512 AuthenticAMD": "a6de84af77e3957af156e9942aaa55c69ae6003544e200c50593239fb6e8c26d",
+                    "AVX512 GenuineIntel": "a6de84af77e3957af156e9942aaa55c69ae6003544e200c50593239fb6e8c26d",
+                    "AVX2 AuthenticAMD": "28aaf2c7c55b2bfe65e496f0b1c3a13b1c528f11dd5bce3cfeedb312e03db72d"}),
     "stream-psnr": (dict(keyframe_interval=0, keyframe_position="start", refine_steps=1, keyframe_psnr=9),
                     "146b009c74b389ebd741e912c8bf97c0ab807d450c4c9a21460771183fcb8a1a",
                     "0396349260fafc34f12518e39d3071bf043beda8a1976d06e146422d726013a1"),
@@ -66,12 +69,14 @@ LEGACY = {
 SHIPPED_CASES = {
     "shipped-zfp": (dict(refine_steps=0, adapt_steps=0),
                     "2719d01d1d05541e8916c230d5f96993d24156ccf21f802026237ff131f41c09",
-                    {"AVX512": "22df252d476a0323bc32886f15d25b914cca61c1476cdaaeb26e6ed960c6dc76",
-                     "AVX2": "10ececf71ce19cc0ebd044a455197bce4c3ac747236085be7a94ccd5672a19f1"}),
+                    {"AVX512 AuthenticAMD": "22df252d476a0323bc32886f15d25b914cca61c1476cdaaeb26e6ed960c6dc76",
+                     "AVX512 GenuineIntel": "6b180d36763a40793587ed1f31984696473478cec18597bcc7de54052936bdbd",
+                     "AVX2 AuthenticAMD": "10ececf71ce19cc0ebd044a455197bce4c3ac747236085be7a94ccd5672a19f1"}),
     "shipped-learned": (dict(refine_steps=0, adapt_steps=0, token_codec="learned", keyframe_interval=3),
                         "a5e36eb25631757d5aca9600af7efed628e4904a5399bcd44e2bd170816ed802",
-                        {"AVX512": "7ebafbf3cd355295912294d2a11094048f26356b6bae49fee75bf6181dbaed81",
-                         "AVX2": "dc9ea015c88193db793f9d18401e39db505afeebd6c84aab25e7bc7b9f35498a"}),
+                        {"AVX512 AuthenticAMD": "7ebafbf3cd355295912294d2a11094048f26356b6bae49fee75bf6181dbaed81",
+                         "AVX512 GenuineIntel": "ccee898ead758aba91d4eb6b9e323d7b9019feb609eab9a380aefca16e233fb4",
+                         "AVX2 AuthenticAMD": "dc9ea015c88193db793f9d18401e39db505afeebd6c84aab25e7bc7b9f35498a"}),
 }
 
 
@@ -81,6 +86,15 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def cpu_kind() -> str:
+    """The vector instructions torch's CPU kernels use, and the CPU's vendor: oneDNN's kernels differ by both."""
+    vendor = ""
+    if os.path.isfile("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            vendor = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("vendor_id")), "")
+    return f"{torch.backends.cpu.get_cpu_capability()} {vendor}".strip()
 
 
 def sha256(data: bytes) -> str:
@@ -110,7 +124,7 @@ def check(src: Path, out: Path, enc: EncodeOptions, dec: DecodeOptions, imf_sha:
         assert sha256(reframe(out.read_bytes(), legacy[0], weights)) == legacy[1]
     frames = decode_file(str(out), None, dec, keep_frames=True).frames_rgb
     if isinstance(frames_sha, dict):
-        cpu = torch.backends.cpu.get_cpu_capability()
+        cpu = cpu_kind()
         if cpu not in frames_sha:
             pytest.skip(f"the .imf matches; no decoded-frames hash recorded for a {cpu} CPU")
         frames_sha = frames_sha[cpu]

@@ -85,8 +85,8 @@ def train(data, eval_data, out, size, dm, steps, batch, lr, lr_decay, loss, ae_s
                        eval_data=list(eval_data), eval_every=eval_every,
                        token_l2=token_l2, flow_steps=flow_steps, flow_sup=flow_sup, max_minutes=max_minutes,
                        cache_dir=cache_dir, resume=resume, init=init, device=device, seed=seed,
-                       even_clips=even_clips, pixel_path=pixel_path, train_part=train_part, coded_refs=coded_refs, eval_coded=eval_coded, bf16=bf16,
-                       channels_last=channels_last)
+                       even_clips=even_clips, pixel_path=pixel_path, train_part=train_part, coded_refs=coded_refs,
+                       eval_coded=eval_coded, bf16=bf16, channels_last=channels_last)
 
     def go():
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn

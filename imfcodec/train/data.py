@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import keyframe
-from ..frames import to_tensor
+from ..frames import to_images, to_tensor
 from ..video_io import read_frames, to_model
 
 VIDEO_EXTS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".y4m", ".m4v", ".mpg", ".mpeg")
@@ -140,27 +140,19 @@ class PairSampler:
         return both[:n], both[n:]
 
 
-def _as_image(frame: torch.Tensor) -> np.ndarray:
-    return (frame.permute(1, 2, 0) * 255).round().clamp(0, 255).to(torch.uint8).numpy()
-
-
-def _as_tensor(img: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(img).permute(2, 0, 1).float() / 255
-
-
 def code_references(ref: torch.Tensor, rng: np.random.Generator, share: float) -> torch.Tensor:
     """Each reference (N, 3, S, S) in [0, 1], with probability share, replaced by itself intra-coded and
     decoded (keyframe.degrade): the codec only ever gives the decoder decoded keyframes."""
     out = ref.clone()
     for i in np.flatnonzero(rng.random(len(ref)) < share):
-        out[i] = _as_tensor(keyframe.degrade(_as_image(ref[i]), rng))
+        out[i] = to_tensor([keyframe.degrade(to_images(ref[i:i + 1])[0], rng)])[0]
     return out
 
 
 def as_default_keyframe(frame: torch.Tensor) -> torch.Tensor:
     """A frame (3, S, S) in [0, 1] as `imfcodec encode`'s default keyframe coder gives it back."""
-    data = keyframe.encode(_as_image(frame), keyframe.DEFAULT_CODEC, keyframe.DEFAULT_QUALITY)
-    return _as_tensor(keyframe.decode(data, keyframe.DEFAULT_CODEC, frame.shape[2], frame.shape[1]))
+    data = keyframe.encode(to_images(frame[None])[0], keyframe.DEFAULT_CODEC, keyframe.DEFAULT_QUALITY)
+    return to_tensor([keyframe.decode(data, keyframe.DEFAULT_CODEC, frame.shape[2], frame.shape[1])])[0]
 
 
 def load_clip(cache: FrameCache, index: int, max_frames: int | None = None, stride: int = 1) -> torch.Tensor:

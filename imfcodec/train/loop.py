@@ -137,8 +137,9 @@ class Trainer:
             ecache = FrameCache(find_videos(opt.eval_data), self.cfg.size, cache_dir)
             self.eval_clips = [load_clip(ecache, i, opt.eval_frames, opt.eval_stride)
                                for i in range(len(ecache.clips))]
-            for clip in self.eval_clips if opt.eval_coded else []:
-                clip[0] = as_default_keyframe(clip[0])
+            if opt.eval_coded:
+                for clip in self.eval_clips:
+                    clip[0] = as_default_keyframe(clip[0])
 
         self.G = IMF(self.cfg).to(self.device)
         if opt.init:

@@ -1,7 +1,8 @@
 """Weights files compared through the whole codec: the same clips encoded with each, at a preset.
 
     python benchmarks/weights_codec.py WEIGHTS... --data DIR [--data DIR] [--preset realtime] [--frames 100]
-        [--keyframe-quality 40] [--token-codec zfp] [--bitrate 5k] [--token-guess FILE] [--per-clip]
+        [--keyframe-quality 40] [--token-codec zfp] [--bitrate 5k] [--token-guess FILE] [--hold-lambda L]
+        [--per-clip]
 
 For every weights file and folder: mean bpp (every bit of the file), PSNR-RGB, MS-SSIM and GMSD (lower is
 better: blur and smeared edges raise it) of the decoded frames against the source at the model's size
@@ -26,12 +27,10 @@ from imfcodec.presets import preset_options
 from imfcodec.train.data import find_videos
 
 
-def measure(weights: str, clip: str, preset: str, frames: int, quality: int, codec: str, bitrate: float,
-            tmp: str, guess: str = "auto") -> dict:
+def measure(weights: str, clip: str, preset: str, frames: int, tmp: str, **given) -> dict:
+    """One clip coded at preset with options given on top, and decoded: its rate and quality."""
     out = os.path.join(tmp, "x.imf")
-    res = encode_file(clip, out, preset_options(preset, weights=weights, max_frames=frames,
-                                                keyframe_quality=quality, token_codec=codec, bitrate=bitrate,
-                                                token_guess=guess))
+    res = encode_file(clip, out, preset_options(preset, weights=weights, max_frames=frames, **given))
     src = mapped_rgb(clip, res.width, frames)
     dec = np.stack(decode_file(out, None, DecodeOptions(weights=weights), keep_frames=True).frames_rgb)
     rep = repeat_keyframes(out)
@@ -53,6 +52,7 @@ def main() -> None:
     ap.add_argument("--token-codec", default="zfp")
     ap.add_argument("--bitrate", type=parse_bitrate, default=0.0, help="rate target, e.g. 5k (default: none)")
     ap.add_argument("--token-guess", default="auto", help="the encoder's first tokens: auto, et or a guess file")
+    ap.add_argument("--hold-lambda", type=float, default=None, help="the preset's unless given")
     ap.add_argument("--per-clip", action="store_true", help="a line for every clip as well")
     a = ap.parse_args()
 
@@ -66,12 +66,14 @@ def main() -> None:
             for w in a.weights:
                 rows = []
                 for c in find_videos([d]):
-                    rows.append(measure(w, c, a.preset, a.frames, a.keyframe_quality, a.token_codec, a.bitrate, tmp,
-                                        a.token_guess))
+                    rows.append(measure(w, c, a.preset, a.frames, tmp, keyframe_quality=a.keyframe_quality,
+                                        token_codec=a.token_codec, bitrate=a.bitrate, token_guess=a.token_guess,
+                                        hold_lambda=a.hold_lambda))
                     if a.per_clip:
                         print(line(f"  {os.path.basename(w)}  {os.path.basename(c)}", rows[-1]), flush=True)
                 m = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
-                rate = f" {a.bitrate / 1000:g}k" if a.bitrate else ""
+                rate = (f" {a.bitrate / 1000:g}k" if a.bitrate else "") + \
+                    (f" hold-lambda {a.hold_lambda:g}" if a.hold_lambda is not None else "")
                 print(line(f"{os.path.basename(w)}  {d}  {a.preset} crf {a.keyframe_quality} {a.token_codec}{rate}", m),
                       flush=True)
 

@@ -80,6 +80,8 @@ def ignored(opts: EncodeOptions, given: set[str]) -> list[str]:
                                   "codec's step)")
     if not start:
         say("hold", "--hold", "with --keyframe-position middle (frames are held only in low delay)")
+    if opts.hold_lambda and not opts.holds:
+        say("hold_lambda", "--hold-lambda", "without --hold and --keyframe-position start (no frame is held)")
     if opts.keyframe_codec == "png":
         say("keyframe_quality", "--keyframe-quality", "with --keyframe-codec png (lossless)")
     if opts.keyframe_codec != "hevc-inter":

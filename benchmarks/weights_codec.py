@@ -1,8 +1,8 @@
 """Weights files compared through the whole codec: the same clips encoded with each, at a preset.
 
     python benchmarks/weights_codec.py WEIGHTS... --data DIR [--data DIR] [--preset realtime] [--frames 100]
-        [--keyframe-quality 40] [--token-codec zfp] [--bitrate 5k] [--token-guess FILE] [--hold-lambda L]
-        [--per-clip]
+        [--keyframe-quality 40[,43...]] [--token-codec zfp] [--bitrate 5k[,2k...]] [--token-guess FILE]
+        [--hold-lambda L] [--per-clip]
 
 For every weights file and folder: mean bpp (every bit of the file), PSNR-RGB, MS-SSIM and GMSD (lower is
 better: blur and smeared edges raise it) of the decoded frames against the source at the model's size
@@ -10,6 +10,10 @@ better: blur and smeared edges raise it) of the decoded frames against the sourc
 the tokens must beat, at the keyframes' bits), and the share of non-key frames rebuilt at least as well as
 that repeat in PSNR. With --bitrate every file is coded to that rate target; --token-guess is the
 encoder's (a guess file for weights it was not trained for falls back to E_T).
+
+Several keyframe qualities or bitrates make a ladder: each weights file is measured at every point, and
+each one after the first gets its BD-rate against the first (PSNR and MS-SSIM, per clip over the ladder,
+then the mean of the clips whose curves overlap): the comparison at equal bits.
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ import tempfile
 
 import numpy as np
 
+from imfcodec.bench.bdrate import bd_rate
 from imfcodec.bench.clip import mapped_rgb
 from imfcodec.codec import DecodeOptions, decode_file, encode_file, repeat_keyframes
 from imfcodec.metrics import gmsd, msssim, psnr_rgb
@@ -48,9 +53,11 @@ def main() -> None:
     ap.add_argument("--data", action="append", required=True)
     ap.add_argument("--preset", default="realtime")
     ap.add_argument("--frames", type=int, default=100)
-    ap.add_argument("--keyframe-quality", type=int, default=40)
+    ap.add_argument("--keyframe-quality", type=lambda v: [int(q) for q in v.split(",")], default=[40],
+                    help="CRF, or a comma list of them (a ladder)")
     ap.add_argument("--token-codec", default="zfp")
-    ap.add_argument("--bitrate", type=parse_bitrate, default=0.0, help="rate target, e.g. 5k (default: none)")
+    ap.add_argument("--bitrate", type=lambda v: [parse_bitrate(b) for b in v.split(",")], default=[0.0],
+                    help="rate target, e.g. 5k, or a comma list of them (a ladder; default: none)")
     ap.add_argument("--token-guess", default="auto", help="the encoder's first tokens: auto, et or a guess file")
     ap.add_argument("--hold-lambda", type=float, default=None, help="the preset's unless given")
     ap.add_argument("--per-clip", action="store_true", help="a line for every clip as well")
@@ -61,21 +68,38 @@ def main() -> None:
                 f"{m['msssim']:.4f} / GMSD {m['gmsd']:.4f}   its keyframes repeated {m['rep_psnr']:.2f} / "
                 f"{m['rep_msssim']:.4f}   frames >= repeat {m['beats']:.0%}")
 
+    ladder = [(q, b) for q in a.keyframe_quality for b in a.bitrate]
     with tempfile.TemporaryDirectory() as tmp:
         for d in a.data:
+            clips = find_videos([d])
+            curves = {}  # weights -> clip -> one row per ladder point
             for w in a.weights:
-                rows = []
-                for c in find_videos([d]):
-                    rows.append(measure(w, c, a.preset, a.frames, tmp, keyframe_quality=a.keyframe_quality,
-                                        token_codec=a.token_codec, bitrate=a.bitrate, token_guess=a.token_guess,
-                                        hold_lambda=a.hold_lambda))
-                    if a.per_clip:
-                        print(line(f"  {os.path.basename(w)}  {os.path.basename(c)}", rows[-1]), flush=True)
-                m = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
-                rate = (f" {a.bitrate / 1000:g}k" if a.bitrate else "") + \
-                    (f" hold-lambda {a.hold_lambda:g}" if a.hold_lambda is not None else "")
-                print(line(f"{os.path.basename(w)}  {d}  {a.preset} crf {a.keyframe_quality} {a.token_codec}{rate}", m),
-                      flush=True)
+                curves[w] = {c: [] for c in clips}
+                for q, b in ladder:
+                    rows = []
+                    for c in clips:
+                        rows.append(measure(w, c, a.preset, a.frames, tmp, keyframe_quality=q, token_codec=a.token_codec,
+                                            bitrate=b, token_guess=a.token_guess, hold_lambda=a.hold_lambda))
+                        curves[w][c].append(rows[-1])
+                        if a.per_clip:
+                            print(line(f"  {os.path.basename(w)}  {os.path.basename(c)}", rows[-1]), flush=True)
+                    m = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+                    rate = (f" {b / 1000:g}k" if b else "") + \
+                        (f" hold-lambda {a.hold_lambda:g}" if a.hold_lambda is not None else "")
+                    print(line(f"{os.path.basename(w)}  {d}  {a.preset} crf {q} {a.token_codec}{rate}", m), flush=True)
+            if len(ladder) > 1:
+                for w in a.weights[1:]:
+                    print(f"{os.path.basename(w)} against {os.path.basename(a.weights[0])}  {d}  BD-rate: "
+                          + "   ".join(_bd(curves[a.weights[0]], curves[w], k) for k in ("psnr", "msssim")), flush=True)
+
+
+def _bd(anchor: dict, test: dict, key: str) -> str:
+    """The mean over clips of test's BD-rate against anchor in quality key, and how many clips' curves overlap."""
+    got = [bd_rate([r["bpp"] for r in anchor[c]], [r[key] for r in anchor[c]],
+                   [r["bpp"] for r in test[c]], [r[key] for r in test[c]]) for c in anchor]
+    vals = [g.percent for g in got if g is not None]
+    mean = f"{np.mean(vals):+.1f}%" if vals else "no overlap"
+    return f"{key} {mean} ({len(vals)} of {len(got)} clips)"
 
 
 if __name__ == "__main__":

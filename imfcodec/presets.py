@@ -50,7 +50,7 @@ def preset_options(name: str, **given) -> EncodeOptions:
     kw = {**PRESETS[name], **given}
     if "keyframe_codec" not in given and kw.get("keyframe_position") == "middle":
         kw.pop("keyframe_codec", None)  # hevc-inter codes keyframes in order: mid-segment ones are intra
-    if "keyframe_codec" not in kw or ("keyframe_codec" in given and "keyframe_quality" not in given):
+    if "keyframe_quality" not in given and ("keyframe_codec" not in kw or "keyframe_codec" in given):
         kw.pop("keyframe_quality", None)  # the preset's CRF is on its own codec's scale
     opts = EncodeOptions(**kw)
     if name == "realtime" and given.get("chunk_frames") is None:

@@ -172,3 +172,6 @@ def test_realtime_keyframes_are_one_inter_stream_unless_overridden():
     o = preset_options("realtime", keyframe_position="middle")
     assert (o.keyframe_codec, o.keyframe_quality) == (keyframe.DEFAULT_CODEC, keyframe.DEFAULT_QUALITY)
     assert preset_options("realtime", keyframe_quality=30).keyframe_quality == 30
+    for name in ("balanced", "archive"):  # a CRF given with the default codec is kept
+        assert preset_options(name, keyframe_quality=44).keyframe_quality == 44
+    assert preset_options("realtime", keyframe_position="middle", keyframe_quality=44).keyframe_quality == 44

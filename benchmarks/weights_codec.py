@@ -13,7 +13,7 @@ encoder's (a guess file for weights it was not trained for falls back to E_T).
 
 Several keyframe qualities or bitrates make a ladder: each weights file is measured at every point, and
 each one after the first gets its BD-rate against the first (PSNR and MS-SSIM, per clip over the ladder,
-then the mean of the clips whose curves overlap): the comparison at equal bits.
+then the mean of the clips whose curves overlap and rise with the rate): the comparison at equal bits.
 """
 from __future__ import annotations
 
@@ -94,12 +94,20 @@ def main() -> None:
 
 
 def _bd(anchor: dict, test: dict, key: str) -> str:
-    """The mean over clips of test's BD-rate against anchor in quality key, and how many clips' curves overlap."""
-    got = [bd_rate([r["bpp"] for r in anchor[c]], [r[key] for r in anchor[c]],
-                   [r["bpp"] for r in test[c]], [r[key] for r in test[c]]) for c in anchor]
+    """The mean over clips of test's BD-rate against anchor in quality key, and how many clips count: those
+    whose two curves overlap and each rise with the rate (a fit through a curve that falls means nothing)."""
+    def curve(rows: list[dict]) -> tuple[list[float], list[float]] | None:
+        rows = sorted(rows, key=lambda r: r["bpp"])
+        q = [r[key] for r in rows]
+        return ([r["bpp"] for r in rows], q) if all(a < b for a, b in zip(q, q[1:])) else None
+
+    got = []
+    for c in anchor:
+        a, t = curve(anchor[c]), curve(test[c])
+        got.append(bd_rate(*a, *t) if a and t else None)
     vals = [g.percent for g in got if g is not None]
-    mean = f"{np.mean(vals):+.1f}%" if vals else "no overlap"
-    return f"{key} {mean} ({len(vals)} of {len(got)} clips)"
+    mean = f"{np.mean(vals):+.1f}%" if vals else "no clip"
+    return f"{key} {mean} ({len(vals)} of {len(got)} clips rise with the rate and overlap)"
 
 
 if __name__ == "__main__":

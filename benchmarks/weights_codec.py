@@ -2,7 +2,7 @@
 
     python benchmarks/weights_codec.py WEIGHTS... --data DIR [--data DIR] [--preset realtime] [--frames 100]
         [--keyframe-quality 40[,43...]] [--token-codec zfp] [--bitrate 5k[,2k...]] [--token-guess FILE]
-        [--hold-lambda L] [--per-clip]
+        [--per-clip]
 
 For every weights file and folder: mean bpp (every bit of the file), PSNR-RGB, MS-SSIM and GMSD (lower is
 better: blur and smeared edges raise it) of the decoded frames against the source at the model's size
@@ -59,7 +59,6 @@ def main() -> None:
     ap.add_argument("--bitrate", type=lambda v: [parse_bitrate(b) for b in v.split(",")], default=[0.0],
                     help="rate target, e.g. 5k, or a comma list of them (a ladder; default: none)")
     ap.add_argument("--token-guess", default="auto", help="the encoder's first tokens: auto, et or a guess file")
-    ap.add_argument("--hold-lambda", type=float, default=None, help="the preset's unless given")
     ap.add_argument("--per-clip", action="store_true", help="a line for every clip as well")
     a = ap.parse_args()
 
@@ -79,13 +78,12 @@ def main() -> None:
                     rows = []
                     for c in clips:
                         rows.append(measure(w, c, a.preset, a.frames, tmp, keyframe_quality=q, token_codec=a.token_codec,
-                                            bitrate=b, token_guess=a.token_guess, hold_lambda=a.hold_lambda))
+                                            bitrate=b, token_guess=a.token_guess))
                         curves[w][c].append(rows[-1])
                         if a.per_clip:
                             print(line(f"  {os.path.basename(w)}  {os.path.basename(c)}", rows[-1]), flush=True)
                     m = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
-                    rate = (f" {b / 1000:g}k" if b else "") + \
-                        (f" hold-lambda {a.hold_lambda:g}" if a.hold_lambda is not None else "")
+                    rate = f" {b / 1000:g}k" if b else ""
                     print(line(f"{os.path.basename(w)}  {d}  {a.preset} crf {q} {a.token_codec}{rate}", m), flush=True)
             if len(ladder) > 1:
                 for w in a.weights[1:]:

@@ -114,10 +114,6 @@ def by_preset(field: str) -> str:
              "With --keyframe-position start: frames the decoder shows better as their keyframe, repeated, "
              "than synthesised (by 50 MSE + 1 - MS-SSIM against the source; per batch with --keyframe-check "
              "batch) are sent as held frames, without tokens."),
-    searched("--hold-lambda", "hold_lambda", click.FloatRange(0, 1e6),
-             "With --hold: the loss (50 MSE + 1 - MS-SSIM) a held frame may add over its synthesis per "
-             "token bit it saves, so frames the synthesis barely improves are held; 0 = hold only those "
-             "the keyframe shows at least as well."),
     searched("--refine", "refine_steps", click.IntRange(0, 10000),
              "Token refinement steps per frame (gradient steps through the decoder, each a forward and "
              "backward pass; 0 = off)."),

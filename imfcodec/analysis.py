@@ -67,30 +67,29 @@ class Analysis:
         """Which frames of x tokens t rebuild from ref below the keyframe threshold (none when it is off)."""
         return self.check(x, t, ref)[0]
 
-    def check(self, x: torch.Tensor, t: torch.Tensor, ref: Reference, hold: bool = False,
-              margin: float = 0.0) -> tuple[list[bool], list[bool]]:
+    def check(self, x: torch.Tensor, t: torch.Tensor, ref: Reference,
+              hold: bool = False) -> tuple[list[bool], list[bool]]:
         """The quality check of frames x, tokens t against ref: which frames are rebuilt below the keyframe
-        threshold, and (hold) which the decoder shows as well as synthesised, less margin, as ref's own
-        picture repeated (by the refinement's loss, 50 MSE + 1 - MS-SSIM, so neither metric is traded away
-        for the other; margin is what a frame's tokens cost, in that loss). With the batch check, a batch
-        whose last frame, the furthest from the reference, passes is judged by it alone: held whole or
-        not."""
+        threshold, and (hold) which the decoder shows better as ref's own picture, repeated, than
+        synthesised (by the refinement's loss, 50 MSE + 1 - MS-SSIM, so neither metric is traded away for
+        the other). With the batch check, a batch whose last frame, the furthest from the reference, passes
+        is judged by it alone: held whole or not."""
         n, thr = len(x), self.keyframe_psnr
         if not thr and not hold:
             return [False] * n, [False] * n
         if self.keyframe_check == "batch" and n > 1:
             y = self.synth.synthesize(t[-1:], ref)
             if not (thr and bool(_psnr(y, x[-1:])[0] < thr)):
-                return [False] * n, [hold and _shows_better(ref.image, y, x[-1:], margin)[0]] * n
+                return [False] * n, [hold and _shows_better(ref.image, y, x[-1:])[0]] * n
         y = self.synth.synthesize(t, ref)
         low = (_psnr(y, x) < thr).tolist() if thr else [False] * n
-        return low, (_shows_better(ref.image, y, x, margin) if hold else [False] * n)
+        return low, (_shows_better(ref.image, y, x) if hold else [False] * n)
 
 
-def _shows_better(key: torch.Tensor, y: torch.Tensor, x: torch.Tensor, margin: float = 0.0) -> list[bool]:
-    """Which frames of x the keyframe picture key, repeated, shows at most margin worse than y does."""
+def _shows_better(key: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> list[bool]:
+    """Which frames of x the keyframe picture key, repeated, shows at least as well as y does."""
     key = key.float().clamp(0, 1).expand_as(x)
-    return (mse_msssim(key, x) <= mse_msssim(y.float().clamp(0, 1), x) + margin).tolist()
+    return (mse_msssim(key, x) <= mse_msssim(y.float().clamp(0, 1), x)).tolist()
 
 
 def _psnr(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

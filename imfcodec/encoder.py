@@ -198,7 +198,7 @@ class Encoder:
             while i < len(pending):
                 x = a.tensor(pending[i:i + o.batch])
                 t = a.tokens(x, ref, rate=rate, prev=last)
-                low, held = a.check(x, t, ref, o.hold, o.hold_lambda * 8 * self.rate.token_bytes_per_frame())
+                low, held = a.check(x, t, ref, o.hold)
                 j = low.index(True) if any(low) else len(x)
                 if o.hold and not all(held[:j]):
                     tokens_so_far = len(run) if run and run[0] is not None else 0

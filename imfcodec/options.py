@@ -57,8 +57,6 @@ class EncodeOptions:
     adapt_step: float = adapt.DEFAULT_STEP        # quantization step of its offsets
     hold: bool = False                  # low delay: frames shown better as their keyframe than synthesised are
                                         # sent as held (HOLD chunks, no tokens)
-    hold_lambda: float = 0.0            # --hold: loss a held frame may add per token bit it saves (0: hold only
-                                        # frames the keyframe shows at least as well)
     keyframe_check: str = "every"       # frames the quality check synthesises: "every" one, or each batch's last
                                         # ("batch"; all of a batch whose last frame fails)
     synthesis: str = "exact"            # no-gradient syntheses (checks, planning): "exact" or "fast" (imfcodec.fast)
@@ -117,7 +115,6 @@ class EncodeOptions:
                          (0 <= self.keyframe_psnr <= 100, "keyframe PSNR threshold must be 0 (off) to 100 dB"),
                          (self.refine_steps >= 0, "refine steps must be >= 0"),
                          (math.isfinite(self.refine_lambda) and self.refine_lambda >= 0, "refine lambda must be >= 0"),
-                         (math.isfinite(self.hold_lambda) and self.hold_lambda >= 0, "hold lambda must be >= 0"),
                          (self.max_bpp >= 0 and self.target_bpp >= 0, "max bpp and target bpp must be >= 0"),
                          (not (self.max_bpp and self.target_bpp),
                           "give a rate cap (max bpp) or a rate target (target bpp), not both"),

@@ -14,9 +14,7 @@ and the tests keep what they had; the command line's default is `balanced`.
   from the keyframe before it, an IDR every 8 keyframes. On the first 100 frames of the 9 eval and val
   clips that took 25% fewer bits than SVT-AV1 intra keyframes at CRF 40 for 0.04 dB less PSNR and equal
   MS-SSIM (MODEL_CARD.md, "Keyframes"). A batch whose checked frame the keyframe, repeated, shows better
-  than the synthesis is sent as held frames (``hold``: no tokens; MODEL_CARD.md, "Held frames"), and so is
-  one the synthesis improves on by less than its tokens cost (``hold_lambda``: 0.001 of the loss a token bit,
-  chosen on six train2 clips).
+  than the synthesis is sent as held frames (``hold``: no tokens; MODEL_CARD.md, "Held frames").
 * **realtime** and **balanced** code tokens with the predictive coder (entropy/predictive.py): at the
   balanced preset it keeps ZFP rate 6's quality for a third of the token bits or less (MODEL_CARD.md,
   "Presets"). The archive preset's refined tokens keep ZFP, where the predictive coder was not measured.
@@ -36,8 +34,7 @@ from .options import EncodeOptions
 PRESETS: dict[str, dict] = {
     "realtime": dict(keyframe_position="start", refine_steps=0, adapt_steps=0, plan_segments=1,
                      keyframe_candidates=1, keyframe_check="batch", synthesis="fast", token_codec="predictive",
-                     keyframe_codec="hevc-inter", keyframe_quality=34, hold=True,
-                     hold_lambda=0.001),
+                     keyframe_codec="hevc-inter", keyframe_quality=34, hold=True),
     "balanced": dict(keyframe_position="middle", refine_steps=0, adapt_steps=0, plan_segments=1,
                      keyframe_candidates=5, keyframe_check="every", synthesis="fast", token_codec="predictive"),
     "archive": dict(),  # EncodeOptions' defaults
@@ -83,8 +80,6 @@ def ignored(opts: EncodeOptions, given: set[str]) -> list[str]:
                                   "codec's step)")
     if not start:
         say("hold", "--hold", "with --keyframe-position middle (frames are held only in low delay)")
-    if opts.hold_lambda and not opts.holds:
-        say("hold_lambda", "--hold-lambda", "without --hold and --keyframe-position start (no frame is held)")
     if opts.keyframe_codec == "png":
         say("keyframe_quality", "--keyframe-quality", "with --keyframe-codec png (lossless)")
     if opts.keyframe_codec != "hevc-inter":

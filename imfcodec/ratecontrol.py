@@ -200,16 +200,9 @@ class RateControl:
         exact = self.coder.payload_size(n)
         if exact is not None:
             return exact
-        return int(TOKEN_MARGIN * self.token_bytes_per_frame() * n + 0.5)
-
-    def token_bytes_per_frame(self) -> float:
-        """A frame's token bytes: exact for a fixed-rate coder, else the file's mean so far (the coder's
-        expected bits a value before any token is coded). What holding a frame saves."""
-        exact = self.coder.payload_size(self.opts.batch)
-        if exact is not None:
-            return exact / self.opts.batch
         t = self.tally
-        return t.token_bytes / t.token_frames if t.token_frames else self.header.dm * self.coder.expected_bits() / 8
+        per = t.token_bytes / t.token_frames if t.token_frames else self.header.dm * self.coder.expected_bits() / 8
+        return int(TOKEN_MARGIN * per * n + 0.5)
 
     def _later_deficit(self, frames: int, key_bytes: int) -> int:
         """Bytes the frames after the next frames frames (to the probed end) will lack, beyond their own share

@@ -61,9 +61,6 @@ def test_hold_needs_low_delay_and_says_so():
     opts = preset_options("balanced", hold=True)
     assert any(line.startswith("--hold has no effect") for line in ignored(opts, {"hold"}))
     assert preset_options("realtime").hold
-    lam = preset_options("balanced", hold_lambda=0.001)
-    assert any(line.startswith("--hold-lambda has no effect") for line in ignored(lam, {"hold_lambda"}))
-    assert not ignored(preset_options("realtime", hold_lambda=0.001), {"hold_lambda"})
 
 
 def test_hold_chunk_before_6x_is_an_unknown_chunk(held, tmp_path, tiny):

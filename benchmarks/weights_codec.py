@@ -77,8 +77,8 @@ def main() -> None:
                 for q, b in ladder:
                     rows = []
                     for c in clips:
-                        rows.append(measure(w, c, a.preset, a.frames, tmp, keyframe_quality=q, token_codec=a.token_codec,
-                                            bitrate=b, token_guess=a.token_guess))
+                        rows.append(measure(w, c, a.preset, a.frames, tmp, keyframe_quality=q,
+                                            token_codec=a.token_codec, bitrate=b, token_guess=a.token_guess))
                         curves[w][c].append(rows[-1])
                         if a.per_clip:
                             print(line(f"  {os.path.basename(w)}  {os.path.basename(c)}", rows[-1]), flush=True)
@@ -97,12 +97,12 @@ def _bd(anchor: dict, test: dict, key: str) -> str:
     def curve(rows: list[dict]) -> tuple[list[float], list[float]] | None:
         rows = sorted(rows, key=lambda r: r["bpp"])
         q = [r[key] for r in rows]
-        return ([r["bpp"] for r in rows], q) if all(a < b for a, b in zip(q, q[1:])) else None
+        return ([r["bpp"] for r in rows], q) if all(lo < hi for lo, hi in zip(q, q[1:])) else None
 
     got = []
     for c in anchor:
-        a, t = curve(anchor[c]), curve(test[c])
-        got.append(bd_rate(*a, *t) if a and t else None)
+        base, new = curve(anchor[c]), curve(test[c])
+        got.append(bd_rate(*base, *new) if base and new else None)
     vals = [g.percent for g in got if g is not None]
     mean = f"{np.mean(vals):+.1f}%" if vals else "no clip"
     return f"{key} {mean} ({len(vals)} of {len(got)} clips rise with the rate and overlap)"

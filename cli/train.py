@@ -56,10 +56,6 @@ from .common import console, run_guarded
 @click.option("--eval-coded", is_flag=True,
               help="Evaluate from each --eval-data clip's first frame as the default keyframe (AV1 CRF 40) decodes, "
                    "as the codec does, instead of the frame itself.")
-@click.option("--token-noise", type=click.FloatRange(0, 1), default=0.0, show_default=True,
-              help="Add uniform noise of one step to the current tokens, the step drawn between a quarter of this "
-                   "and this (0.064: the predictive coder's default 0.016 up to the coarsest a rate target "
-                   "takes), so the decoder learns the motion the coder's quantized tokens give.")
 @click.option("--bf16", is_flag=True, help="bfloat16 autocast on the CPU as well (always on CUDA).")
 @click.option("--channels-last", is_flag=True, help="Channels-last memory format for the networks.")
 @click.option("--max-minutes", type=float, default=0.0, show_default=True, help="Stop and save after this many minutes (0: no limit).")
@@ -71,7 +67,7 @@ from .common import console, run_guarded
 @click.option("--seed", type=int, default=0, show_default=True)
 def train(data, eval_data, out, size, dm, steps, batch, lr, lr_decay, loss, ae_steps, gan_start, d_lr, d_warmup,
           eval_every, token_l2, flow_steps, flow_sup, max_minutes, cache_dir, resume, init, device, seed, even_clips,
-          pixel_path, train_part, coded_refs, eval_coded, token_noise, bf16, channels_last):
+          pixel_path, train_part, coded_refs, eval_coded, bf16, channels_last):
     """Train the IMF network on videos; the best EMA weights go to OUT/best.safetensors."""
     if bf16 and device != "cuda":
         import torch
@@ -90,7 +86,7 @@ def train(data, eval_data, out, size, dm, steps, batch, lr, lr_decay, loss, ae_s
                        token_l2=token_l2, flow_steps=flow_steps, flow_sup=flow_sup, max_minutes=max_minutes,
                        cache_dir=cache_dir, resume=resume, init=init, device=device, seed=seed,
                        even_clips=even_clips, pixel_path=pixel_path, train_part=train_part, coded_refs=coded_refs,
-                       eval_coded=eval_coded, token_noise=token_noise, bf16=bf16, channels_last=channels_last)
+                       eval_coded=eval_coded, bf16=bf16, channels_last=channels_last)
 
     def go():
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn

@@ -311,24 +311,3 @@ def test_train_cli_warns_of_emulated_bf16(data_dir, tmp_path, monkeypatch):
                                    "--device", "cpu"])
     assert res.exit_code == 0, res.output
     assert "no native bfloat16" in res.output
-
-
-def test_token_noise_is_one_coder_step_on_the_current_tokens_only(data_dir, tmp_path):
-    """--token-noise: each pair's current tokens move by at most half a step, the step between a quarter of
-    the option and all of it; the reference's token is untouched (the decoder computes it exactly), and a step
-    trains as usual."""
-    t = Trainer(opts(data_dir, tmp_path, token_noise=0.064, ae_steps=0, gan_start=100))
-    noise = t._token_noise(64)
-    half_steps = noise.abs().amax(dim=1)
-    assert half_steps.max() <= 0.032 and half_steps.min() > 0 and half_steps.min() < 0.016
-    ref, cur = t.sampler.batch(2)
-    noise = t._token_noise(2)
-    G = t.G.eval()
-    with torch.no_grad():
-        out, tokens, _ = G(ref, cur, return_aux=True, token_noise=noise)
-        assert torch.equal(tokens, G.encode_tokens(cur))
-        assert torch.equal(out, G.synthesize(tokens + noise, G.reference(ref)))
-        assert torch.equal(G(ref, cur, token_noise=torch.zeros_like(noise)), G(ref, cur))
-    assert Trainer(opts(data_dir, tmp_path / "off"))._token_noise(2) is None
-    st = t.train_step()
-    assert st["skipped"] == 0 and np.isfinite([st["l1"], st["perc"], st["tok"]]).all()

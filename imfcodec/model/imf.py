@@ -86,13 +86,9 @@ class IMF(nn.Module):
         warped = image.expand(len(generated), -1, -1, -1) if flow is None else warp(image, flow)
         return mask * warped.to(generated.dtype) + (1 - mask) * generated
 
-    def forward(self, ref_frames: torch.Tensor, cur_frames: torch.Tensor, return_aux: bool = False,
-                token_noise: torch.Tensor | None = None
-                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-        """Frames from (reference, current) pairs; with return_aux also the tokens (before token_noise) and
-        attention maps. token_noise is added to the current tokens only: training's stand-in for the token
-        coder's quantization (the decoder computes the reference's token itself, exactly)."""
+    def forward(self, ref_frames: torch.Tensor, cur_frames: torch.Tensor,
+                return_aux: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """Frames from (reference, current) pairs; with return_aux also the tokens and attention maps."""
         tokens = self.token_encoder(cur_frames)
-        sent = tokens if token_noise is None else tokens + token_noise.to(tokens.dtype)
-        out = self.synthesize(sent, self.reference(ref_frames), return_attention=return_aux)
+        out = self.synthesize(tokens, self.reference(ref_frames), return_attention=return_aux)
         return (out[0], tokens, out[1]) if return_aux else out

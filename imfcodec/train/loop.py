@@ -66,7 +66,6 @@ class TrainOptions:
     train_part: str = "all"       # or "decoder": only D_F (and its mask) learns; E_T, tokens and alignment stay
     coded_refs: float = 0.0       # share of references intra-coded and decoded first, as the codec gives them
     eval_coded: bool = False      # evaluate from each eval clip's first frame as the default keyframe decodes
-    token_noise: float = 0.0      # largest step of the uniform noise on current tokens (the coder's quantization)
     cache_dir: str = ""
     config: ModelConfig | None = None  # overrides size/dm (tests use a tiny network)
     log_every: int = 25
@@ -133,7 +132,6 @@ class Trainer:
         if self.rank != 0:
             self.cache = FrameCache(videos, self.cfg.size, cache_dir)
         self.sampler = PairSampler(self.cache, seed=opt.seed * 1000 + self.rank, even=opt.even_clips)
-        self.noise_gen = torch.Generator().manual_seed(opt.seed * 1000 + self.rank)
         self.eval_clips = []
         if opt.eval_data and self.rank == 0:
             ecache = FrameCache(find_videos(opt.eval_data), self.cfg.size, cache_dir)
@@ -305,15 +303,6 @@ class Trainer:
                              {"l1": 0.0, "perc": photo.item(), "adv": 0.0, "fm": 0.0, "tok": tok.item(),
                               "sup": 0.0, "d": 0.0})
 
-    def _token_noise(self, n: int) -> torch.Tensor | None:
-        """Uniform noise of one quantization step per pair, the step log-uniform from a quarter of --token-noise
-        to all of it: the predictive coder's default step (0.016) up to the 4x coarser one rate targets pick."""
-        if not self.opt.token_noise:
-            return None
-        step = self.opt.token_noise * 4 ** -torch.rand(n, 1, generator=self.noise_gen)
-        noise = (torch.rand(n, self.G.cfg.dm, generator=self.noise_gen) - 0.5) * step
-        return noise.to(self.device)
-
     def train_step(self) -> dict:
         opt = self.opt
         self._set_lr()
@@ -331,7 +320,7 @@ class Trainer:
             return self.d_step(ref, cur)
         self.G_train.train()
         with amp:
-            fake, tokens, _ = self.G_train(ref, cur, return_aux=True, token_noise=self._token_noise(len(cur)))
+            fake, tokens, _ = self.G_train(ref, cur, return_aux=True)
         fake = fake.float()  # losses in float32 outside autocast: in bfloat16 SSIM overflowed (MODEL_CARD.md)
         l1 = (fake - cur).abs().mean()
         tok = tokens.float().pow(2).mean()

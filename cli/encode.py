@@ -111,9 +111,9 @@ def by_preset(field: str) -> str:
              "(all of a batch whose last frame fails): one synthesis a batch."
 ),
     searched("--hold/--no-hold", "hold", bool,
-             "With --keyframe-position start: frames the decoder shows better as their keyframe, repeated, "
-             "than synthesised (by 50 MSE + 1 - MS-SSIM against the source; per batch with --keyframe-check "
-             "batch) are sent as held frames, without tokens."),
+             "Frames the decoder shows better as their keyframe, repeated, than synthesised (by 50 MSE + "
+             "1 - MS-SSIM against the source; in low delay per batch with --keyframe-check batch) are sent "
+             "as held frames, without tokens."),
     searched("--refine", "refine_steps", click.IntRange(0, 10000),
              "Token refinement steps per frame (gradient steps through the decoder, each a forward and "
              "backward pass; 0 = off)."),

@@ -67,6 +67,11 @@ class Analysis:
         """Which frames of x tokens t rebuild from ref below the keyframe threshold (none when it is off)."""
         return self.check(x, t, ref)[0]
 
+    def shown_better(self, x: torch.Tensor, t: torch.Tensor, ref: Reference) -> list[bool]:
+        """Which frames of x ref's own picture, repeated, shows at least as well as tokens t rebuild them
+        (by the refinement's loss, as the quality check's hold decision): every frame synthesised."""
+        return _shows_better(ref.image, self.synth.synthesize(t, ref), x)
+
     def check(self, x: torch.Tensor, t: torch.Tensor, ref: Reference,
               hold: bool = False) -> tuple[list[bool], list[bool]]:
         """The quality check of frames x, tokens t against ref: which frames are rebuilt below the keyframe

@@ -31,7 +31,8 @@ from .video_io import RESIZE_POLICIES, probe, read_frames, to_model
 from entropy import CODEC_IDS, PredictiveCoder, TokenCoder, make_coder
 
 Progress = Callable[[int, int], None]  # (frames done, frames expected or 0)
-Chunks = list[tuple[int, list[torch.Tensor]]]  # token chunks: (first frame, token batches)
+# a segment's chunks in frame order: (first frame, token batches), or (first frame, count) for held frames
+Chunks = list[tuple[int, list[torch.Tensor] | int]]
 
 
 @dataclass
@@ -289,21 +290,28 @@ class Encoder:
         for s, e, k, data, _, toks in coded_segs:
             self.put_keyframe(first + k, data, advance=False)
             for c, t in toks:
-                self.put_tokens(first + c, t)
+                if isinstance(t, int):
+                    self.put_hold(first + c, t)
+                else:
+                    self.put_tokens(first + c, t)
         return segs[-1][1]
 
     def tokens(self, frames: list[np.ndarray], s: int, e: int, k: int, ref: Reference | None) -> Chunks:
-        """The token chunks of frames[s:e] keyed at frames[k], whose reference is ref."""
+        """The token chunks of frames[s:e] keyed at frames[k], whose reference is ref; with --hold, runs of
+        the frames that ref's own picture shows better than their synthesis are held instead."""
         o, a, out = self.opts, self.analysis, []
         self.advance(1)
         for lo, hi in ((s, k), (k + 1, e)):
             for c in range(lo, hi, o.chunk_frames):
-                toks = []
+                rows: list[torch.Tensor | None] = []  # a token row per frame, None where held
                 for b in range(c, min(hi, c + o.chunk_frames), o.batch):
                     x = a.tensor(frames[b:min(hi, c + o.chunk_frames, b + o.batch)])
-                    toks.append(a.tokens(x, ref).float().cpu())
+                    t = a.tokens(x, ref)
+                    held = a.shown_better(x, t, ref) if o.holds else [False] * len(x)
+                    t = t.float().cpu()
+                    rows += [None if h else t[i:i + 1] for i, h in enumerate(held)]
                     self.advance(len(x))
-                out.append((c, toks))
+                out += _runs(c, rows)
         return out
 
     def adapt(self, frames: list[np.ndarray], segs: list) -> None:
@@ -313,6 +321,8 @@ class Encoder:
         for i, (s, e, k, _, ref, chunks) in enumerate(segs):
             refs.append(ref)
             for c, t in chunks:
+                if isinstance(t, int):
+                    continue  # held frames: the decoder shows the keyframe, offsets do not touch them
                 t = torch.cat(t) if t else torch.zeros(0, self.header.dm)
                 toks.append(t)
                 idx += range(c, c + len(t))
@@ -328,6 +338,20 @@ class Encoder:
         if payload is not None:
             self.w.chunk(bs.ADPT, payload)
             self.tally.adapt_bytes += len(payload)
+
+
+def _runs(first: int, rows: list[torch.Tensor | None]) -> Chunks:
+    """Chunks of consecutive rows from frame first: a token chunk per run of token rows, a held one per
+    run of None."""
+    out: Chunks = []
+    i = 0
+    while i < len(rows):
+        j = i
+        while j < len(rows) and (rows[j] is None) == (rows[i] is None):
+            j += 1
+        out.append((first + i, j - i if rows[i] is None else [torch.cat(rows[i:j])]))
+        i = j
+    return out
 
 
 def _coder(opts: EncodeOptions, dm: int, pixels: int, prior_bits: float | None = None) -> TokenCoder:

@@ -55,8 +55,8 @@ class EncodeOptions:
     bitrate: float = 0.0                # rate target in bits per second at the source frame rate; 0: off
     adapt_steps: int = adapt.DEFAULT_ADAPT_STEPS  # per-window decoder adaptation (imfcodec.adapt); 0: off
     adapt_step: float = adapt.DEFAULT_STEP        # quantization step of its offsets
-    hold: bool = False                  # low delay: frames shown better as their keyframe than synthesised are
-                                        # sent as held (HOLD chunks, no tokens)
+    hold: bool = False                  # frames shown better as their keyframe than synthesised are sent as
+                                        # held (HOLD chunks, no tokens)
     keyframe_check: str = "every"       # frames the quality check synthesises: "every" one, or each batch's last
                                         # ("batch"; all of a batch whose last frame fails)
     synthesis: str = "exact"            # no-gradient syntheses (checks, planning): "exact" or "fast" (imfcodec.fast)
@@ -70,8 +70,9 @@ class EncodeOptions:
 
     @property
     def holds(self) -> bool:
-        """Frames may be held (only in low delay, where the encoder checks frames as they arrive)."""
-        return self.hold and self.keyframe_position == "start"
+        """Frames may be held: in low delay as the quality check finds them, with keyframes mid-segment
+        frame by frame once their tokens are known."""
+        return self.hold
 
     @property
     def cap_bpp(self) -> float:

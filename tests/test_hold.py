@@ -1,5 +1,6 @@
-"""Held frames: in low delay, frames the keyframe shows better than the synthesis are sent as HOLD chunks
-(no tokens); a decoder shows them as their keyframe, and refuses HOLD chunks that break the rules."""
+"""Held frames: frames the keyframe shows better than the synthesis are sent as HOLD chunks (no tokens), in
+low delay and around mid-segment keyframes; a decoder shows them as their keyframe, and refuses HOLD chunks
+that break the rules."""
 import io
 
 import numpy as np
@@ -7,6 +8,7 @@ import pytest
 
 from imfcodec import bitstream as bs
 from imfcodec.codec import DecodeOptions, EncodeOptions, decode_file, encode_file, read_info
+from imfcodec.decoder import decode_tokens
 from imfcodec.errors import BitstreamError
 from imfcodec.presets import ignored, preset_options
 from tests.conftest import reframe, with_version
@@ -57,10 +59,38 @@ def test_held_frames_cost_no_tokens_and_decode_as_their_keyframe(held, tmp_path,
             assert np.array_equal(out[i], out[k])
 
 
-def test_hold_needs_low_delay_and_says_so():
-    opts = preset_options("balanced", hold=True)
-    assert any(line.startswith("--hold has no effect") for line in ignored(opts, {"hold"}))
-    assert preset_options("realtime").hold
+@pytest.mark.parametrize("codec", ["zfp", "predictive"])
+def test_frames_around_a_mid_segment_keyframe_are_held_as_it(tmp_path, clip, tiny, codec, monkeypatch):
+    """With keyframes mid-segment, frames before and after the keyframe are held frame by frame; they decode
+    as their segment's keyframe and the others do not, and the decoder reads the tokens the encoder coded
+    (the coders' context runs on across held frames).
+    The untrained network loses to its keyframe everywhere, so the rule is replaced by one that holds the
+    first frame of every batch (the rule itself: test_hold_rule_weighs_structure_as_well_as_error)."""
+    from imfcodec.analysis import Analysis
+    monkeypatch.setattr(Analysis, "shown_better", lambda self, x, t, ref: [True] + [False] * (len(x) - 1))
+    kw = {"keyframe_position": "middle", "keyframe_candidates": 1, "adapt_steps": 0, "plan_segments": 1,
+          "keyframe_interval": 6, "batch": 2, "token_codec": codec}
+    held = tmp_path / "held.imf"
+    h = encode_file(str(clip), str(held), _opts(tiny, hold=True, keep_tokens=True, **kw))
+    assert not ignored(preset_options("balanced", hold=True), {"hold"})
+    assert preset_options("balanced").hold and preset_options("realtime").hold
+    keys = [bs.unpack_keyframe(c.payload, True)[0] for c in _chunks(held) if c.ctype == bs.KEYF]
+    assert keys == [2, 8]  # frames before and after each
+    is_held = np.isnan(h.tokens[:, 0])
+    out = _decode(held, tiny)
+    # batches of 2 from each segment's first frame and from the frame after its keyframe
+    assert is_held.tolist() == [True, False, True, False, True] * 2
+    assert sum(c.ctype == bs.HOLD for c in _chunks(held)) == 6
+    coded = [i for i in range(12) if i not in keys]
+    np.testing.assert_array_equal(decode_tokens(str(held))[coded], h.tokens)
+    for row, i in zip(is_held, coded, strict=True):
+        key = keys[0] if i < 6 else keys[1]
+        assert np.array_equal(out[i], out[key]) == bool(row)
+
+
+def _chunks(path):
+    data = path.read_bytes()
+    return list(bs.read_chunks(io.BytesIO(data), len(data)))
 
 
 def test_hold_chunk_before_6x_is_an_unknown_chunk(held, tmp_path, tiny):

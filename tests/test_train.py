@@ -311,3 +311,44 @@ def test_train_cli_warns_of_emulated_bf16(data_dir, tmp_path, monkeypatch):
                                    "--device", "cpu"])
     assert res.exit_code == 0, res.output
     assert "no native bfloat16" in res.output
+
+
+def test_init_onto_a_finer_flow_lattice_resamples_the_flow(data_dir, tmp_path):
+    """--flow-grid finer than the --init weights': the flow's last layer is the old one resampled, so the
+    new network's flow is the old flow upsampled and its frames nearly the old ones (a fresh layer would
+    be the identity warp)."""
+    import dataclasses
+    import torch.nn.functional as F
+    from imfcodec.model import IMF
+    from imfcodec.model.weights import save_weights
+    torch.manual_seed(0)
+    old = IMF(TINY).eval()
+    with torch.no_grad():
+        old.flow.mlp[-1].weight.normal_(0, 0.02)
+        old.flow.mlp[-1].bias.normal_(0, 0.05)
+    path = str(tmp_path / "coarse.safetensors")
+    save_weights(old, path, steps=7)
+    old = load_weights(path).model.float().eval()
+    fine = Trainer(opts(data_dir, tmp_path / "fine", init=path,
+                        config=dataclasses.replace(TINY, flow_grid=2 * TINY.flow_grid))).G.float().eval()
+    ref, cur = Trainer(opts(data_dir, tmp_path / "pairs")).sampler.batch(2)
+    with torch.no_grad():
+        t, r = old.encode_tokens(cur), old.encode_tokens(ref)
+        coarse_flow = old.flow(t, r)
+        up = F.interpolate(coarse_flow, scale_factor=2, mode="bilinear", align_corners=False)
+        torch.testing.assert_close(fine.flow(t, r), up, atol=1e-5, rtol=1e-4)
+        a, b = old(ref, cur), fine(ref, cur)
+    assert coarse_flow.abs().mean() > 0.01
+    assert -10 * torch.log10((a - b).pow(2).mean()) > 35
+
+
+def test_synthesis_part_trains_everything_but_the_token_encoder(data_dir, tmp_path):
+    """--train-part synthesis: E_T (so the tokens, and the priors fitted to them) stays as it was."""
+    t = Trainer(opts(data_dir, tmp_path, train_part="synthesis", ae_steps=0, gan_start=100))
+    before = {k: v.clone() for k, v in t.G.state_dict().items()}
+    st = t.train_step()
+    assert st["skipped"] == 0 and np.isfinite([st["l1"], st["perc"]]).all()
+    after = t.G.state_dict()
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert moved and not any(k.startswith("token_encoder.") for k in moved)
+    assert any(k.startswith("frame_decoder.") for k in moved) and any(k.startswith("flow.") for k in moved)

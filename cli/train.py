@@ -47,13 +47,9 @@ from .common import console, run_guarded
 @click.option("--pixel-path", is_flag=True,
               help="Train a network with the pixel path (D_F's mask shows the warped reference); --init "
                    "weights without it keep everything else.")
-@click.option("--flow-grid", type=click.IntRange(1, 64), default=16, show_default=True,
-              help="The token flow's lattice, points a side; --init weights with a coarser one have their "
-                   "flow resampled onto it.")
-@click.option("--train-part", type=click.Choice(["all", "decoder", "synthesis"]), default="all", show_default=True,
+@click.option("--train-part", type=click.Choice(["all", "decoder"]), default="all", show_default=True,
               help="decoder: only D_F (and the pixel path's mask) learns; E_T, the tokens, the alignment stay, "
-                   "so the token prior and token guess still fit, and a step costs less. synthesis: all but "
-                   "E_T learns (the tokens, and so the priors, stay valid).")
+                   "so the token prior and token guess still fit, and a step costs less.")
 @click.option("--coded-refs", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Share of references intra-coded and decoded (AV1 or HEVC at a random CRF) before the step: "
                    "the codec's decoder only sees decoded keyframes.")
@@ -71,7 +67,7 @@ from .common import console, run_guarded
 @click.option("--seed", type=int, default=0, show_default=True)
 def train(data, eval_data, out, size, dm, steps, batch, lr, lr_decay, loss, ae_steps, gan_start, d_lr, d_warmup,
           eval_every, token_l2, flow_steps, flow_sup, max_minutes, cache_dir, resume, init, device, seed, even_clips,
-          pixel_path, flow_grid, train_part, coded_refs, eval_coded, bf16, channels_last):
+          pixel_path, train_part, coded_refs, eval_coded, bf16, channels_last):
     """Train the IMF network on videos; the best EMA weights go to OUT/best.safetensors."""
     if bf16 and device != "cuda":
         import torch
@@ -89,8 +85,8 @@ def train(data, eval_data, out, size, dm, steps, batch, lr, lr_decay, loss, ae_s
                        eval_data=list(eval_data), eval_every=eval_every,
                        token_l2=token_l2, flow_steps=flow_steps, flow_sup=flow_sup, max_minutes=max_minutes,
                        cache_dir=cache_dir, resume=resume, init=init, device=device, seed=seed,
-                       even_clips=even_clips, pixel_path=pixel_path, flow_grid=flow_grid, train_part=train_part,
-                       coded_refs=coded_refs, eval_coded=eval_coded, bf16=bf16, channels_last=channels_last)
+                       even_clips=even_clips, pixel_path=pixel_path, train_part=train_part, coded_refs=coded_refs,
+                       eval_coded=eval_coded, bf16=bf16, channels_last=channels_last)
 
     def go():
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn

@@ -25,19 +25,6 @@ class TokenFlow(nn.Module):
         nn.init.zeros_(self.mlp[-1].weight)
         nn.init.zeros_(self.mlp[-1].bias)
 
-    @staticmethod
-    def grown(weight: torch.Tensor, bias: torch.Tensor, grid: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The last layer (weight, bias) of a flow on a coarser lattice, resampled bilinearly to grid x grid:
-        the layer is linear, so its outputs are the old flow upsampled, and the warp moves the maps almost
-        as it did (the upsampling to the maps then starts from a finer lattice)."""
-        old = int(round((weight.shape[0] // 2) ** 0.5))
-
-        def up(x: torch.Tensor) -> torch.Tensor:  # (2 * old * old, n) -> (2 * grid * grid, n)
-            maps = x.float().T.reshape(-1, 2, old, old)
-            return F.interpolate(maps, size=(grid, grid), mode="bilinear", align_corners=False).reshape(
-                x.shape[1], -1).T.to(x.dtype)
-        return up(weight), up(bias[:, None])[:, 0]
-
     def forward(self, t_cur: torch.Tensor, t_ref: torch.Tensor) -> torch.Tensor:
         """(B, 2, grid, grid) flow (x, y) in normalised coordinates: 2.0 spans the frame."""
         t_ref = t_ref.expand_as(t_cur)

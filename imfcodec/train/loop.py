@@ -19,7 +19,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from ..runtime import pick_device
 from ..metrics import msssim, psnr_rgb
 from ..model import IMF, ModelConfig
-from ..model.flow import TokenFlow, warp
+from ..model.flow import warp
 from ..model.weights import load_weights, save_weights
 from ..refine import mse_msssim
 from .data import FrameCache, PairSampler, as_default_keyframe, code_references, find_videos, load_clip
@@ -63,9 +63,7 @@ class TrainOptions:
     bf16: bool = False            # bfloat16 autocast on the CPU too (always on CUDA)
     channels_last: bool = False   # channels-last memory format for G and D
     pixel_path: bool = False      # train a network with the pixel path (--init weights without it keep the rest)
-    flow_grid: int = ModelConfig.flow_grid  # the token flow's lattice (--init from a coarser one resamples it)
-    train_part: str = "all"       # or "decoder": only D_F (and its mask) learns; E_T, tokens and alignment stay;
-                                  # or "synthesis": all but E_T learns (the tokens and the priors stay valid)
+    train_part: str = "all"       # or "decoder": only D_F (and its mask) learns; E_T, tokens and alignment stay
     coded_refs: float = 0.0       # share of references intra-coded and decoded first, as the codec gives them
     eval_coded: bool = False      # evaluate from each eval clip's first frame as the default keyframe decodes
     cache_dir: str = ""
@@ -122,8 +120,7 @@ class Trainer:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         torch.manual_seed(opt.seed)
-        self.cfg = opt.config or ModelConfig(size=opt.size, dm=opt.dm, pixel_path=opt.pixel_path,
-                                             flow_grid=opt.flow_grid)
+        self.cfg = opt.config or ModelConfig(size=opt.size, dm=opt.dm, pixel_path=opt.pixel_path)
         os.makedirs(opt.out, exist_ok=True)
         cache_dir = opt.cache_dir or os.path.join(opt.out, "cache")
         videos = find_videos(opt.data)
@@ -159,11 +156,6 @@ class Trainer:
                 raise ValueError("the flow warm-up trains E_T and the flow, which --train-part decoder freezes")
             for name, p in self.G.named_parameters():
                 p.requires_grad_(name.startswith("frame_decoder."))
-        elif opt.train_part == "synthesis":
-            if opt.flow_steps:
-                raise ValueError("the flow warm-up trains E_T, which --train-part synthesis freezes")
-            for name, p in self.G.named_parameters():
-                p.requires_grad_(not name.startswith("token_encoder."))
         elif opt.train_part != "all":
             raise ValueError(f"unknown train_part {opt.train_part!r}")
         trainable = [p for p in self.G.parameters() if p.requires_grad]
@@ -189,12 +181,7 @@ class Trainer:
         pixel path added, another dm) the rest starts fresh. Weights that share less than half of the
         network are refused: that is not a fine-tune."""
         own = self.G.state_dict()
-        theirs = model.state_dict()
-        if model.flow is not None and self.G.flow is not None and model.flow.grid < self.G.flow.grid:
-            # a finer flow lattice: the trained flow, resampled, instead of a fresh (identity) last layer
-            w, b = TokenFlow.grown(theirs["flow.mlp.4.weight"], theirs["flow.mlp.4.bias"], self.G.flow.grid)
-            theirs = {**theirs, "flow.mlp.4.weight": w, "flow.mlp.4.bias": b}
-        state = {k: v for k, v in theirs.items() if k in own and own[k].shape == v.shape}
+        state = {k: v for k, v in model.state_dict().items() if k in own and own[k].shape == v.shape}
         if model.cfg == self.cfg and len(state) != len(own):
             raise ValueError("--init weights do not fit their own config")
         if 2 * len(state) < len(own):

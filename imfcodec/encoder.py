@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 import math
 import time
 from dataclasses import dataclass
@@ -307,7 +308,7 @@ class Encoder:
                 for b in range(c, min(hi, c + o.chunk_frames), o.batch):
                     x = a.tensor(frames[b:min(hi, c + o.chunk_frames, b + o.batch)])
                     t = a.tokens(x, ref)
-                    held = a.shown_better(x, t, ref) if o.holds else [False] * len(x)
+                    held = a.shown_better(x, t, ref) if o.hold else [False] * len(x)
                     t = t.float().cpu()
                     rows += [None if h else t[i:i + 1] for i, h in enumerate(held)]
                     self.advance(len(x))
@@ -344,13 +345,9 @@ def _runs(first: int, rows: list[torch.Tensor | None]) -> Chunks:
     """Chunks of consecutive rows from frame first: a token chunk per run of token rows, a held one per
     run of None."""
     out: Chunks = []
-    i = 0
-    while i < len(rows):
-        j = i
-        while j < len(rows) and (rows[j] is None) == (rows[i] is None):
-            j += 1
-        out.append((first + i, j - i if rows[i] is None else [torch.cat(rows[i:j])]))
-        i = j
+    for held, run in itertools.groupby(enumerate(rows), key=lambda r: r[1] is None):
+        run = list(run)
+        out.append((first + run[0][0], len(run) if held else [torch.cat([t for _, t in run])]))
     return out
 
 

@@ -69,12 +69,6 @@ class EncodeOptions:
         return self.adapt_steps > 0 and self.keyframe_position == "middle"
 
     @property
-    def holds(self) -> bool:
-        """Frames may be held: in low delay as the quality check finds them, with keyframes mid-segment
-        frame by frame once their tokens are known."""
-        return self.hold
-
-    @property
     def cap_bpp(self) -> float:
         """The rate the file must stay within (0: none): max_bpp or target_bpp."""
         return self.max_bpp or self.target_bpp
@@ -91,7 +85,7 @@ class EncodeOptions:
         """Whether the encoder must derive the decoder's reference from each keyframe: refinement, the PSNR
         threshold, the keyframe search, adaptation and holding frames all measure frames against it."""
         searches = self.keyframe_position == "middle" and self.keyframe_candidates > 1
-        return self.refine_steps > 0 or self.keyframe_psnr > 0 or searches or self.adapts or self.holds
+        return self.refine_steps > 0 or self.keyframe_psnr > 0 or searches or self.adapts or self.hold
 
     def validate(self) -> None:
         """UserError, in one line, for any option out of range or combination the encoder cannot honour."""

@@ -30,11 +30,15 @@ from imfcodec.video_io import probe  # noqa: E402
 
 
 def overrides(setting: str) -> dict:
-    """'keyframe_interval=16,keyframe_psnr=24' -> the EncodeOptions overrides it names."""
+    """'keyframe_interval=16,keyframe_psnr=24,keyframe_codec=hevc-inter' -> the EncodeOptions overrides it
+    names (numbers as numbers, anything else as text)."""
     out = {}
     for item in filter(None, setting.split(",")):
         k, v = item.split("=")
-        out[k.strip()] = float(v) if "." in v else int(v)
+        try:
+            out[k.strip()] = float(v) if "." in v else int(v)
+        except ValueError:
+            out[k.strip()] = v.strip()
     return out
 
 

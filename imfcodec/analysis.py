@@ -36,10 +36,11 @@ class Analysis:
         """Frames as a model input on the encoder's device."""
         return to_tensor(frames, self.device)
 
-    def reference(self, data: bytes) -> Reference:
+    def reference(self, data: bytes, trial: bool = False) -> Reference:
         """What the decoder derives from keyframe data: its decoded picture's features and token. Data of a
-        codec whose pictures decode only in order must come in file order, each once."""
-        img = self.keys.decode(data)
+        codec whose pictures decode only in order must come in file order, each once, unless it is a trial
+        (a candidate for the next keyframe, decoded as the next without moving on)."""
+        img = self.keys.peek(data) if trial else self.keys.decode(data)
         return self.model.reference(self.tensor([img]))
 
     @torch.no_grad()

@@ -74,10 +74,10 @@ class Encoder:
         self.opts, self.progress, self.expected = opts, progress, expected
         self.analysis = Analysis(model, device, opts.keyframe_codec, header.width, header.height,
                                  opts.refine_steps, opts.keyframe_psnr, opts.synthesis, opts.keyframe_check, guess)
-        self.plan = Planner(opts, self.analysis)
+        self.keys = keyframe.Encoder(opts.keyframe_codec, opts.intra_every)
+        self.plan = Planner(opts, self.analysis, self.keys)
         self.tally = Tally()
         reserve = bs.chunk_size(adapt.expected_bytes(model)) if opts.adapts else 0
-        self.keys = keyframe.Encoder(opts.keyframe_codec, opts.intra_every)
         self.rate = RateControl(opts, header, coder, writer, self.tally, expected, reserve, self.keys)
         self.kept: list[np.ndarray] = []
 
@@ -281,9 +281,13 @@ class Encoder:
         segs, refs = self.plan(frames)
         runs = [n for s, e, k in segs for n in self.runs(k - s, e - k - 1)]
         coded = [refs[k][0] for _, _, k in segs] if all(k in refs for _, _, k in segs) else None
-        keys, _ = self.rate.intra([frames[k] for _, _, k in segs], segs[-1][1], runs, coded)  # one cap for all
+        keys, q = self.rate.intra([frames[k] for _, _, k in segs], segs[-1][1], runs, coded)  # one cap for all
         coded_segs = []
         for (s, e, k), data in zip(segs, keys):
+            if self.opts.keyframe_codec == keyframe.INTER:  # one segment: code it as the file's next keyframe
+                data = self.keys.commit(frames[k], q)
+                if k in refs and refs[k][0] == data:
+                    self.analysis.keys.decode(data)  # the twin moves on; the trial's reference stands
             ref = refs[k][1] if k in refs and refs[k][0] == data else self.reference(data)
             coded_segs.append((s, e, k, data, ref, self.tokens(frames, s, e, k, ref)))
         if self.opts.adapts:

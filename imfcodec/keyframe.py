@@ -144,6 +144,7 @@ class Encoder:
             raise ValueError(f"unknown keyframe codec {codec!r} (known: {', '.join(CODECS)})")
         self.codec, self.intra_every = codec, intra_every
         self.run: _InterRun | None = None
+        self._force = False  # force_intra
         # The last trial: picture, quality, data, and (hevc-inter) the run that coded it, which a commit of
         # the same picture at the same quality takes over instead of coding the picture again.
         self._last: tuple[np.ndarray, int, bytes, _InterRun | None] | None = None
@@ -154,7 +155,12 @@ class Encoder:
         """Whether the next keyframe starts a run (always, but for hevc-inter's P pictures): only then does
         its quality change anything."""
         r = self.run
-        return self.codec != INTER or r is None or len(r.pictures) >= self.intra_every
+        return self.codec != INTER or r is None or self._force or len(r.pictures) >= self.intra_every
+
+    def force_intra(self, on: bool = True) -> None:
+        """Make the next keyframe an IDR, a new run at a quality of its own (on), or leave it to the run
+        (off): a P picture, at its run's quality, may not fit a rate cap where an IDR at a higher one does."""
+        self._force, self._last = on, None
 
     def estimate(self) -> int:
         """Bytes the next keyframe will take, going by the last one of its kind (an intra one's before any
@@ -181,7 +187,7 @@ class Encoder:
     def commit(self, img: np.ndarray, quality: int) -> bytes:
         """Code img as the file's next keyframe (quality applies where next_is_intra)."""
         last, self._last = self._last, None
-        intra = self.next_is_intra
+        intra, self._force = self.next_is_intra, False
         if last and last[0] is img and (last[1] == quality or not intra):
             data = last[2]
             if self.codec == INTER:
@@ -201,19 +207,44 @@ class Decoder:
 
     def __init__(self, codec: str, width: int, height: int):
         self.codec, self.width, self.height = codec, width, height
-        self.ctx = None
-        if codec == INTER:
-            self.ctx = av.CodecContext.create("hevc", "r")
-            self.ctx.thread_count = 1  # no frame threading: each packet gives its picture at once
+        self.ctx = _hevc_decoder() if codec == INTER else None
+        self.run: list[bytes] = []  # hevc-inter: the pictures decoded since the last IDR, for peek
 
     def decode(self, data: bytes) -> np.ndarray:
+        """The next keyframe of the file."""
         if self.ctx is None:
             return decode(data, self.codec, self.width, self.height)
-        try:
-            frames = list(self.ctx.decode(av.Packet(data)))
-        except (av.error.FFmpegError, ValueError) as e:
-            raise BitstreamError(f"keyframe cannot be decoded: {e}") from None
-        if len(frames) != 1:
-            raise BitstreamError("keyframe chunk holds no picture that decodes on the keyframes before it"
-                                 if not frames else "keyframe chunk holds more than one picture")
-        return _sized(frames[0].to_ndarray(format="rgb24"), self.width, self.height)
+        frame = _decode_one(self.ctx, data)
+        if frame.key_frame:
+            self.run = []
+        self.run.append(data)
+        return _sized(frame.to_ndarray(format="rgb24"), self.width, self.height)
+
+    def peek(self, data: bytes) -> np.ndarray:
+        """What decode(data) would give as the next keyframe, without moving on: the encoder's candidate
+        keyframes are tried this way before one of them is coded. A P picture is decoded after its run's
+        pictures, on a decoder of its own."""
+        if self.ctx is None:
+            return decode(data, self.codec, self.width, self.height)
+        ctx = _hevc_decoder()
+        for pic in self.run:
+            _decode_one(ctx, pic)
+        return _sized(_decode_one(ctx, data).to_ndarray(format="rgb24"), self.width, self.height)
+
+
+def _hevc_decoder() -> av.CodecContext:
+    ctx = av.CodecContext.create("hevc", "r")
+    ctx.thread_count = 1  # no frame threading: each packet gives its picture at once
+    return ctx
+
+
+def _decode_one(ctx: av.CodecContext, data: bytes) -> av.VideoFrame:
+    """The one picture a keyframe chunk's data decodes to, on the pictures ctx has decoded before."""
+    try:
+        frames = list(ctx.decode(av.Packet(data)))
+    except (av.error.FFmpegError, ValueError) as e:
+        raise BitstreamError(f"keyframe cannot be decoded: {e}") from None
+    if len(frames) != 1:
+        raise BitstreamError("keyframe chunk holds no picture that decodes on the keyframes before it"
+                             if not frames else "keyframe chunk holds more than one picture")
+    return frames[0]

@@ -79,8 +79,8 @@ def plan(score: np.ndarray, cands: Sequence[int], sampled: Sequence[int], n: int
 class Planner:
     """Plans the segments of a window of frames at the model size for the encoder's options."""
 
-    def __init__(self, opts: "EncodeOptions", analysis: Analysis):
-        self.opts, self.analysis = opts, analysis
+    def __init__(self, opts: "EncodeOptions", analysis: Analysis, keys: keyframe.Encoder):
+        self.opts, self.analysis, self.keys = opts, analysis, keys
 
     def __call__(self, frames: list[np.ndarray]) -> tuple[list[Segment], Coded]:
         """Segments (start, end, keyframe) covering a prefix of frames, one per keyframe_interval frames,
@@ -125,11 +125,13 @@ class Planner:
         return segs, {k: refs[k] for _, _, k in segs}, scores if sampled == list(range(m)) else {}
 
     def _references(self, frames: list[np.ndarray], keys: list[int]) -> Coded:
-        """Each of frames[k], k in keys, coded at the keyframe CRF, and the reference the decoder derives."""
+        """Each of frames[k], k in keys, tried as the file's next keyframe at the keyframe CRF, and the
+        reference the decoder derives (with hevc-inter, predicted from the keyframe before: one keyframe a
+        window, as the options require)."""
         out = {}
         for k in keys:
-            data = keyframe.encode(frames[k], self.opts.keyframe_codec, self.opts.keyframe_quality)
-            out[k] = data, self.analysis.reference(data)
+            data = self.keys.trial(frames[k], self.opts.keyframe_quality)
+            out[k] = data, self.analysis.reference(data, trial=True)
         return out
 
     def _scores(self, frames: list[np.ndarray], sampled: list[int], refs: Coded) -> dict[int, torch.Tensor]:

@@ -97,9 +97,9 @@ class EncodeOptions:
         _choice("keyframe position", self.keyframe_position, KEYFRAME_POSITIONS)
         _choice("keyframe check", self.keyframe_check, KEYFRAME_CHECKS)
         _choice("synthesis", self.synthesis, SYNTHESIS)
-        if self.keyframe_codec == keyframe.INTER and self.keyframe_position != "start":
-            raise UserError("hevc-inter keyframes are coded in order as frames arrive: use keyframe position "
-                            "start (the realtime preset)")
+        if self.keyframe_codec == keyframe.INTER and self.keyframe_position != "start" and self.plan_segments > 1:
+            raise UserError("hevc-inter keyframes are predicted one from the one before: plan one segment at a "
+                            "time (plan segments 1) or use keyframe position start")
         if not 1 <= self.intra_every <= 1000:
             raise UserError("intra every must be 1 to 1000 keyframes")
         if self.keyframe_position == "middle" and self.keyframe_interval == 0:

@@ -107,14 +107,25 @@ class RateControl:
         keyframe encoder's trials, and their CRF: the keyframe CRF (coded: pics at that CRF, when known). Under
         a rate cap, the lowest CRF above it (one for all) that keeps the file within the cap once those frames
         are coded, the codec's highest when none does; under a rate target, below it too when the cap and the
-        keyframes still to come allow. A predicted keyframe (hevc-inter's P pictures) keeps its run's CRF."""
+        keyframes still to come allow. A predicted keyframe (hevc-inter's P pictures) keeps its run's CRF; with
+        keyframes mid-segment, one past the cap gives way to a new run (an IDR) at a CRF that fits, when one
+        does (in low delay the encoder puts such a refresh off)."""
         o = self.opts
 
         def code(q: int) -> list[bytes]:
             return [self.keys.trial(x, q) for x in pics]
 
         data = coded or code(o.keyframe_quality)
-        if not o.cap_bpp or not self.keys.next_is_intra:
+        if not o.cap_bpp:
+            return data, o.keyframe_quality
+        if not self.keys.next_is_intra:
+            if o.keyframe_position == "start" or self.affordable(data, frames, runs):
+                return data, o.keyframe_quality
+            self.keys.force_intra()
+            idr, q = self.intra(pics, frames, runs)
+            if self.affordable(idr, frames, runs):
+                return idr, q
+            self.keys.force_intra(False)
             return data, o.keyframe_quality
         budget = self._keyframe_budget(frames, runs, len(pics))
         lo, hi, best = o.keyframe_quality + 1, keyframe.MAX_QUALITY[o.keyframe_codec], None

@@ -83,9 +83,52 @@ def test_inter_keyframes_decode_to_the_frames_the_encoder_used(tiny, clip, tmp_p
         decode_file(str(with_version(out, tmp_path / "v4.imf", 4, tiny)), None, dec_opts(tiny))
 
 
-def test_inter_keyframes_need_low_delay(tiny, clip, tmp_path):
-    with pytest.raises(UserError, match="hevc-inter keyframes are coded in order"):
-        encode_file(str(clip), str(tmp_path / "x.imf"), enc_opts(tiny, keyframe_codec="hevc-inter"))
+@pytest.mark.parametrize("cap", [False, True])
+def test_inter_keyframes_mid_segment(tiny, clip, tmp_path, monkeypatch, cap):
+    """Keyframes chosen among candidates in the middle of their segments, one segment a window, form one
+    hevc-inter stream: what the decoder shows at each is the picture the encoder measured against, and a
+    rate cap holds (a refresh past it becomes an IDR at a higher CRF)."""
+    kw = dict(keyframe_codec="hevc-inter", keyframe_quality=30, keyframe_position="middle", keyframe_interval=5,
+              plan_segments=1, keyframe_candidates=3, intra_every=4, refine_steps=0, hold=True)
+    if cap:
+        free = encode_file(str(clip), str(tmp_path / "free.imf"), enc_opts(tiny, **kw))
+        smallest = encode_file(str(clip), str(tmp_path / "q51.imf"), enc_opts(tiny, **{**kw, "keyframe_quality": 51}))
+        kw["max_bpp"] = (free.bpp_total + smallest.bpp_total) / 2
+    seen = []
+    decode = analysis.keyframe.Decoder.decode
+    monkeypatch.setattr(analysis.keyframe.Decoder, "decode", lambda self, d: seen.append(decode(self, d)) or seen[-1])
+    out = tmp_path / "mid.imf"
+    r = encode_file(str(clip), str(out), enc_opts(tiny, **kw))
+    monkeypatch.undo()
+    keys = keyframe_indices(out)
+    assert read_info(str(out))["keyframe_codec"] == "hevc-inter" and len(keys) == len(seen) > 1
+    assert keys[0] in (1, 2, 3) and keys[1] in (6, 7, 8)  # the full segments': among their middle candidates
+    rep = repeat_keyframes(str(out))
+    assert all(np.array_equal(rep[k], img) for k, img in zip(keys, seen))
+    frames = decode_file(str(out), None, dec_opts(tiny), keep_frames=True).frames_rgb
+    assert all(np.array_equal(frames[k], img) for k, img in zip(keys, seen))
+    if cap:
+        assert r.bpp_total <= kw["max_bpp"] and not r.over_cap and r.bytes_keyframe < free.bytes_keyframe
+
+
+def test_inter_keyframes_need_one_segment_a_window(tiny, clip, tmp_path):
+    with pytest.raises(UserError, match="plan one segment at a time"):
+        encode_file(str(clip), str(tmp_path / "x.imf"), enc_opts(tiny, keyframe_codec="hevc-inter", plan_segments=3))
+    assert not (tmp_path / "x.imf").exists()
+
+
+def test_peek_shows_the_next_picture_without_moving_on(faces):
+    """Candidates tried as the next keyframe (hevc-inter: predicted from the one before) decode as the next
+    picture would, and leave the decoder where it was: it then decodes the file's stream as a decoder that
+    never saw them."""
+    enc = keyframe.Encoder(keyframe.INTER, intra_every=2)
+    dec, plain = keyframe.Decoder(keyframe.INTER, 256, 256), keyframe.Decoder(keyframe.INTER, 256, 256)
+    for i, img in enumerate(faces):
+        other = enc.trial(faces[(i + 1) % 3], 30)  # a candidate not taken
+        assert np.abs(dec.peek(other).astype(int) - faces[(i + 1) % 3]).mean() < 8
+        data = enc.commit(img, 30)
+        peeked = dec.peek(data)
+        assert np.array_equal(peeked, dec.decode(data)) and np.array_equal(peeked, plain.decode(data))
 
 
 def test_intra_commit_reuses_only_its_own_trial(faces):
